@@ -29,10 +29,9 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _models_from_shared(monkeypatch: pytest.MonkeyPatch, tmp_path_factory) -> None:
+def _models_from_shared(monkeypatch: pytest.MonkeyPatch) -> None:
     """Models resolve from ../shared/data/models; downloads are off unless a test turns them on."""
     monkeypatch.setenv("AUTOTRACK_MODELS", str(MODELS_DIR))
-    monkeypatch.setenv("AUTOTRACK_CACHE", str(tmp_path_factory.mktemp("cache")))
     monkeypatch.setenv("AUTOTRACK_OFFLINE", "1")
 
 
