@@ -10,20 +10,22 @@ import numpy as np
 
 
 def iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU, shape (len(a), len(b)); degenerate boxes give 0, never NaN."""
-    a = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 4)
+    """Pairwise IoU of (N, 4) and (M, 4) xyxy float arrays, shape (N, M).
+
+    Degenerate boxes give 0, never NaN. Called several times per tracked frame, so it
+    takes arrays as they are and uses ufuncs only (no copies, no ``clip``).
+    """
+    a, b = boxes_a, boxes_b
     if len(a) == 0 or len(b) == 0:
         return np.zeros((len(a), len(b)))
-    ix1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    iy1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    ix2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    iy2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
-    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
-    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
+    iw = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
+    ih = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
+    inter = np.maximum(iw, 0.0) * np.maximum(ih, 0.0)
+    area_a = np.maximum(a[:, 2] - a[:, 0], 0.0) * np.maximum(a[:, 3] - a[:, 1], 0.0)
+    area_b = np.maximum(b[:, 2] - b[:, 0], 0.0) * np.maximum(b[:, 3] - b[:, 1], 0.0)
     union = area_a[:, None] + area_b[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    inter /= np.maximum(union, 1e-12)  # empty unions have empty intersections: 0, not NaN
+    return inter
 
 
 def paired_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
@@ -55,10 +57,12 @@ def xyxy_to_xyah(boxes: np.ndarray) -> np.ndarray:
 
 
 def xyah_to_xyxy(xyah: np.ndarray) -> np.ndarray:
-    s = np.asarray(xyah, dtype=np.float64).reshape(-1, 4)
-    w = s[:, 2] * s[:, 3]
-    h = s[:, 3]
-    return np.stack([s[:, 0] - w / 2, s[:, 1] - h / 2, s[:, 0] + w / 2, s[:, 1] + h / 2], axis=1)
+    """Kalman state (cx, cy, a, h) to xyxy; takes an (N, >=4) array as is (hot path)."""
+    centre = xyah[:, :2]
+    half = np.empty((len(xyah), 2))
+    half[:, 1] = xyah[:, 3] * 0.5
+    half[:, 0] = xyah[:, 2] * half[:, 1]
+    return np.concatenate([centre - half, centre + half], axis=1)
 
 
 def xyxy_to_xywh(boxes: np.ndarray) -> np.ndarray:

@@ -1,0 +1,206 @@
+"""Versioned, JSON-safe codec for tracker state that travels through CVAT and clients.
+
+State comes back from outside (a browser, a cvat-sdk client, a Nuclio request), so it is
+untrusted input: it is plain JSON (never pickle), arrays are typed base64 blobs whose dtype
+comes from an allow-list and whose size must match their declared shape, the whole text is
+size-limited before parsing, and a digest over the payload refuses edited state. With
+``AUTOTRACK_STATE_KEY`` set the digest is an HMAC, so only holders of the key can forge it.
+Semantic checks (shapes agreeing, IDs unique, ...) belong to each tracker's ``from_state``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import math
+import os
+from typing import Any
+
+import numpy as np
+
+from autotrack.errors import StateError
+
+STATE_FORMAT = "autotrack-state"
+MAX_STATE_BYTES = 16 * 1024 * 1024
+_ARRAY_TAG = "__ndarray__"
+_ALLOWED_DTYPES = {"<f8", "<f4", "<f2", "<i8", "<i4", "<i2", "|i1", "|u1", "|b1"}
+_MAX_DEPTH = 16
+
+
+def _state_key() -> bytes | None:
+    key = os.environ.get("AUTOTRACK_STATE_KEY")
+    return key.encode() if key else None
+
+
+def _digest(canonical_payload: bytes) -> str:
+    key = _state_key()
+    if key is not None:
+        return "hmac-sha256:" + hmac.new(key, canonical_payload, hashlib.sha256).hexdigest()
+    return "sha256:" + hashlib.sha256(canonical_payload).hexdigest()
+
+
+def _to_json(value: Any, depth: int = 0) -> Any:
+    if depth > _MAX_DEPTH:
+        raise ValueError("state nests too deeply")
+    if isinstance(value, np.ndarray):
+        array = np.ascontiguousarray(value)
+        dtype = array.dtype.newbyteorder("<") if array.dtype.byteorder == ">" else array.dtype
+        if dtype.str not in _ALLOWED_DTYPES:
+            raise ValueError(f"cannot store arrays of dtype {array.dtype}")
+        return {
+            _ARRAY_TAG: {
+                "dtype": dtype.str,
+                "shape": list(array.shape),
+                "data": base64.b64encode(array.astype(dtype, copy=False).tobytes()).decode("ascii"),
+            }
+        }
+    if isinstance(value, dict):
+        return {str(k): _to_json(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_json(v, depth + 1) for v in value]
+    if isinstance(value, (np.integer, np.floating, np.bool_)):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("state holds a non-finite number")
+        return value
+    raise ValueError(f"cannot store a {type(value).__name__} in tracker state")
+
+
+def _decode_array(spec: Any) -> np.ndarray:
+    if not isinstance(spec, dict) or set(spec) != {"dtype", "shape", "data"}:
+        raise StateError("state array must have exactly dtype, shape and data")
+    dtype_str, shape, data = spec["dtype"], spec["shape"], spec["data"]
+    if dtype_str not in _ALLOWED_DTYPES:
+        raise StateError(f"state array has a disallowed dtype {dtype_str!r}")
+    if (
+        not isinstance(shape, list)
+        or len(shape) > 4
+        or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d for d in shape)
+    ):
+        raise StateError("state array shape must be a list of at most 4 non-negative integers")
+    if not isinstance(data, str):
+        raise StateError("state array data must be a base64 string")
+    dtype = np.dtype(dtype_str)
+    expected = math.prod(shape) * dtype.itemsize
+    if expected > MAX_STATE_BYTES:
+        raise StateError("state array is larger than the state size limit")
+    try:
+        raw = base64.b64decode(data.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError) as exc:
+        raise StateError(f"state array data is not valid base64: {exc}") from None
+    if len(raw) != expected:
+        raise StateError(
+            f"state array data has {len(raw)} bytes, its shape {shape} and dtype need {expected}"
+        )
+    array = np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+    if dtype.kind == "f" and not np.isfinite(array).all():
+        raise StateError("state array holds NaN or infinite values")
+    return array
+
+
+def _from_json(value: Any, depth: int = 0) -> Any:
+    if depth > _MAX_DEPTH:
+        raise StateError("state nests too deeply")
+    if isinstance(value, dict):
+        if _ARRAY_TAG in value:
+            if len(value) != 1:
+                raise StateError("state array object has extra keys")
+            return _decode_array(value[_ARRAY_TAG])
+        return {k: _from_json(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_json(v, depth + 1) for v in value]
+    return value
+
+
+def _canonical(payload_json: Any) -> bytes:
+    return json.dumps(payload_json, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+
+
+def encode_state(kind: str, version: int, payload: dict[str, Any]) -> str:
+    """Serialise a tracker's payload (dicts, lists, scalars, numpy arrays) to a JSON string."""
+    payload_json = _to_json(payload)
+    envelope = {
+        "format": STATE_FORMAT,
+        "kind": kind,
+        "version": version,
+        "payload": payload_json,
+        "digest": _digest(_canonical(payload_json)),
+    }
+    text = json.dumps(envelope, separators=(",", ":"), allow_nan=False)
+    if len(text) > MAX_STATE_BYTES:
+        raise StateError(f"tracker state is {len(text)} bytes, over the {MAX_STATE_BYTES}-byte limit")
+    return text
+
+
+def decode_state(
+    text: str | bytes, kind: str, supported_versions: tuple[int, ...],
+    max_bytes: int = MAX_STATE_BYTES,
+) -> tuple[int, dict[str, Any]]:
+    """Parse and check an envelope; returns (version, payload with arrays restored)."""
+    if not isinstance(text, (str, bytes)):
+        raise StateError(f"tracker state must be a JSON string, got {type(text).__name__}")
+    if len(text) > max_bytes:
+        raise StateError(f"tracker state is {len(text)} bytes, over the {max_bytes}-byte limit")
+    try:
+        envelope = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise StateError(f"tracker state is not valid JSON ({type(exc).__name__})") from None
+    if not isinstance(envelope, dict) or envelope.get("format") != STATE_FORMAT:
+        raise StateError(f"tracker state is not an {STATE_FORMAT} document")
+    if envelope.get("kind") != kind:
+        raise StateError(f"tracker state is for {envelope.get('kind')!r}, not {kind!r}")
+    version = envelope.get("version")
+    if version not in supported_versions:
+        raise StateError(
+            f"tracker state version {version!r} is not supported (supported: {list(supported_versions)})"
+        )
+    payload_json = envelope.get("payload")
+    digest = envelope.get("digest")
+    if not isinstance(payload_json, dict) or not isinstance(digest, str):
+        raise StateError("tracker state lacks its payload or digest")
+    try:
+        expected = _digest(_canonical(payload_json))
+    except (ValueError, TypeError, RecursionError):
+        raise StateError("tracker state payload cannot be canonicalised") from None
+    if not hmac.compare_digest(expected, digest):
+        raise StateError("tracker state digest does not match its payload (edited or corrupted)")
+    return version, _from_json(payload_json)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")
+
+
+class PayloadReader:
+    """Typed access to a decoded payload: every missing or mistyped field is a StateError."""
+
+    def __init__(self, payload: dict[str, Any]) -> None:
+        self._payload = payload
+
+    def array(self, key: str, kind: str, shape: tuple[int | None, ...]) -> np.ndarray:
+        value = self._payload.get(key)
+        if not isinstance(value, np.ndarray):
+            raise StateError(f"tracker state field {key!r} must be an array")
+        if value.dtype.kind not in kind:
+            raise StateError(f"tracker state field {key!r} has dtype {value.dtype}")
+        if value.ndim != len(shape) or any(
+            want is not None and got != want for got, want in zip(value.shape, shape)
+        ):
+            raise StateError(f"tracker state field {key!r} has shape {value.shape}, expected {shape}")
+        return value
+
+    def integer(self, key: str, minimum: int = 0) -> int:
+        value = self._payload.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            raise StateError(f"tracker state field {key!r} must be an integer >= {minimum}")
+        return value
+
+    def mapping(self, key: str) -> dict[str, Any]:
+        value = self._payload.get(key)
+        if not isinstance(value, dict):
+            raise StateError(f"tracker state field {key!r} must be an object")
+        return value

@@ -1,0 +1,48 @@
+"""The protocol every multi-object tracker follows, and config validation they share."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Protocol, Self, TypeVar
+
+from autotrack.detections import Detections, TrackedObjects
+from autotrack.errors import StateError
+
+
+class MultiObjectTracker(Protocol):
+    """Online tracker: one call per frame, in order; its whole state round-trips as JSON."""
+
+    def update(self, detections: Detections) -> TrackedObjects: ...
+
+    def to_state(self) -> str: ...
+
+    @classmethod
+    def from_state(cls, text: str | bytes) -> Self: ...
+
+
+ConfigT = TypeVar("ConfigT")
+_SCALAR_TYPES = {"float": float, "int": int, "bool": bool, "str": str}
+
+
+def config_from_dict(config_type: type[ConfigT], values: dict[str, Any]) -> ConfigT:
+    """Rebuild a frozen config dataclass from untrusted state, checking names and types."""
+    fields = {f.name: f for f in dataclasses.fields(config_type)}  # type: ignore[arg-type]
+    unknown = set(values) - set(fields)
+    if unknown:
+        raise StateError(f"tracker state config has unknown fields {sorted(unknown)}")
+    missing = set(fields) - set(values)
+    if missing:
+        raise StateError(f"tracker state config lacks fields {sorted(missing)}")
+    checked: dict[str, Any] = {}
+    for name, field in fields.items():
+        value = values[name]
+        want = _SCALAR_TYPES[field.type if isinstance(field.type, str) else field.type.__name__]
+        if want is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if type(value) is not want:
+            raise StateError(f"tracker state config field {name!r} must be {want.__name__}")
+        checked[name] = value
+    try:
+        return config_type(**checked)
+    except ValueError as exc:
+        raise StateError(f"tracker state config is invalid: {exc}") from None
