@@ -1,0 +1,94 @@
+"""Detectors: pick one by registry name or file, get back something that honours Detector.
+
+YOLOX on onnxruntime is the default because it is permissive (Apache-2.0) and needs no torch;
+ultralytics models (AGPL-3.0) load only when asked for by name or file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from autotrack.detectors.base import Detector, check_frame, class_filter, filter_detections
+from autotrack.detectors.nms import nms
+from autotrack.detectors.yolox import NotYoloxModelError, YoloxOnnxDetector
+from autotrack.errors import AutotrackError, ModelNotFoundError
+from autotrack.models import REGISTRY, find_spec, resolve_model
+
+DEFAULT_DETECTOR = "yolox-nano"
+_ULTRALYTICS_SUFFIXES = {".pt", ".yaml", ".yml", ".torchscript"}
+_ULTRALYTICS_PREFIXES = ("yolo", "rtdetr")
+
+__all__ = [
+    "DEFAULT_DETECTOR",
+    "Detector",
+    "YoloxOnnxDetector",
+    "check_frame",
+    "class_filter",
+    "filter_detections",
+    "load_detector",
+    "nms",
+]
+
+
+def load_detector(
+    name_or_path: str | Path = DEFAULT_DETECTOR,
+    *,
+    min_score: float = 0.1,
+    device: str | None = None,
+) -> Detector:
+    """A detector for a registry name, a YOLOX or ultralytics ONNX file, or an ultralytics model.
+
+    Raw YOLOX ONNX exports run on onnxruntime; any other ONNX file goes to ultralytics only when
+    its metadata shows ultralytics exported it, since anything else would decode into garbage.
+    """
+    text = str(name_or_path)
+    path = Path(text)
+    spec = find_spec(text)
+    if spec is not None and spec.kind != "detector":
+        raise AutotrackError(f"{spec.name!r} is a {spec.kind} model, not a detector")
+    if spec is not None or path.suffix.lower() == ".onnx":
+        return _load_onnx(resolve_model(text), min_score, device)
+    if path.suffix.lower() in _ULTRALYTICS_SUFFIXES or (
+        not path.suffix and path.name.lower().startswith(_ULTRALYTICS_PREFIXES)
+    ):
+        return _ultralytics(text, min_score, device)
+    known = ", ".join(name for name, s in REGISTRY.items() if s.kind == "detector")
+    raise ModelNotFoundError(
+        f"unknown detector {text!r}: use a registry name ({known}), a YOLOX or ultralytics "
+        ".onnx file, or an ultralytics model such as yolo11n.pt, yolo11n.yaml or rtdetr-l.pt"
+    )
+
+
+def _load_onnx(path: Path, min_score: float, device: str | None) -> Detector:
+    try:
+        return YoloxOnnxDetector(path, min_score=min_score, providers=_onnx_providers(device))
+    except NotYoloxModelError as not_yolox:
+        if not _exported_by_ultralytics(path):
+            raise AutotrackError(
+                f"{path} is neither a raw YOLOX export nor an ultralytics export; "
+                "no decoder for it here"
+            ) from not_yolox
+    return _ultralytics(str(path), min_score, device)
+
+
+def _ultralytics(model: str, min_score: float, device: str | None) -> Detector:
+    from autotrack.detectors.ultralytics import UltralyticsDetector  # optional AGPL extra
+
+    return UltralyticsDetector(model, min_score=min_score, device=device)
+
+
+def _onnx_providers(device: str | None) -> list[str] | None:
+    """onnxruntime providers for a torch-style device string; CPU unless a GPU is asked for."""
+    if device is None or str(device).lower() == "cpu":
+        return None
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+def _exported_by_ultralytics(path: Path) -> bool:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    metadata = session.get_modelmeta().custom_metadata_map
+    return "names" in metadata and "stride" in metadata

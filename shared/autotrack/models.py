@@ -1,0 +1,235 @@
+"""Model registry and resolver: names map to files found on disk or fetched once, checksummed.
+
+Weights are never bundled. A name resolves against the folders in AUTOTRACK_MODELS (or the user
+cache); a missing file is downloaded into the first folder unless AUTOTRACK_OFFLINE=1, written to
+a temporary file and renamed only after its sha256 matches, so a half or tampered download can
+never be picked up later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from autotrack.errors import ModelNotFoundError
+
+_CHUNK = 1 << 20
+_MOT_PIPELINE = "https://github.com/Kazuhito00/MOT-Tracking-by-Detection-Pipeline/raw/main"
+_TRACKER_SAMPLE = "https://github.com/Kazuhito00/OpenCV-Object-Tracker-Python-Sample/raw/main"
+_SIAM_TRACKERS = "https://github.com/HonglinChu/SiamTrackers/raw/HEAD"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Where one model file comes from and how to recognise it once it is here."""
+
+    name: str  # registry key, e.g. "yolox-nano"
+    filename: str  # our local file name; the upstream name may differ
+    url: str
+    sha256: str
+    license: str
+    source: str  # human-readable origin
+    kind: str  # "detector", "reid", "sot", ...
+
+
+def _specs(*specs: ModelSpec) -> dict[str, ModelSpec]:
+    return {spec.name: spec for spec in specs}
+
+
+REGISTRY: dict[str, ModelSpec] = _specs(
+    ModelSpec(
+        name="yolox-nano",
+        filename="yolox_nano_416x416.onnx",
+        url=f"{_MOT_PIPELINE}/Detector/yolox/model/yolox_nano.onnx",
+        sha256="695e750a5d5754bb5a8d5325643b59282191a7e7a564e435a415fd3c578eab14",
+        license="Apache-2.0",
+        source="YOLOX-Nano (Megvii), ONNX export in Kazuhito00/MOT-Tracking-by-Detection-Pipeline",
+        kind="detector",
+    ),
+    ModelSpec(
+        name="nanodet-m",
+        filename="nanodet_m_320.onnx",
+        url=f"{_MOT_PIPELINE}/Detector/nanodet/model/nanodet_m_320.onnx",
+        sha256="88e9fb97a54bb0030127ad323a10f88b4531b6aa82617e7ef79e35ffcc9bb3e1",
+        license="Apache-2.0",
+        source="NanoDet-m (RangiLyu/nanodet), from Kazuhito00/MOT-Tracking-by-Detection-Pipeline",
+        kind="detector",
+    ),
+    ModelSpec(
+        name="person-reid-0248",
+        filename="person-reidentification-retail-0248.onnx",
+        url=f"{_MOT_PIPELINE}/Tracker/person_reid/model/person-reidentification-retail-0248.onnx",
+        sha256="43891ce644ff6f4c70cce150028e44d6cf3d150cb5a3eb75bf69bfaef0ebe789",
+        license="Apache-2.0",
+        source="OpenVINO Open Model Zoo, from Kazuhito00/MOT-Tracking-by-Detection-Pipeline",
+        kind="reid",
+    ),
+    ModelSpec(
+        name="person-reid-0287",
+        filename="person-reidentification-retail-0287.onnx",
+        url=f"{_MOT_PIPELINE}/Tracker/person_reid/model/person-reidentification-retail-0287.onnx",
+        sha256="f35a22885b93aa0c249d665b4cf5510d08ded92f814694c3c2fec0112b0d3a56",
+        license="Apache-2.0",
+        source="OpenVINO Open Model Zoo, from Kazuhito00/MOT-Tracking-by-Detection-Pipeline",
+        kind="reid",
+    ),
+    ModelSpec(
+        name="vittrack",
+        filename="object_tracking_vittrack_2023sep.onnx",
+        url=f"{_TRACKER_SAMPLE}/model/vit/object_tracking_vittrack_2023sep.onnx",
+        sha256="2990f0b7cd44d92afa48cd97db6de7be113fc1d9594fddb74e2725c10478e91d",
+        license="Apache-2.0",
+        source="VitTrack (OpenCV model zoo), from Kazuhito00/OpenCV-Object-Tracker-Python-Sample",
+        kind="sot",
+    ),
+    ModelSpec(
+        name="nanotrack-backbone",
+        filename="nanotrack_backbone_sim.onnx",
+        url=f"{_SIAM_TRACKERS}/NanoTrack/models/nanotrackv2/nanotrack_backbone_sim.onnx",
+        sha256="530bdd0cd00f19afab79a863e71ba71e3312395a5dc9151af675082bdaaa2fc4",
+        license="Apache-2.0",
+        source="NanoTrack v2 backbone, HonglinChu/SiamTrackers",
+        kind="sot",
+    ),
+    ModelSpec(
+        name="nanotrack-head",
+        filename="nanotrack_head_sim.onnx",
+        url=f"{_SIAM_TRACKERS}/NanoTrack/models/nanotrackv2/nanotrack_head_sim.onnx",
+        sha256="0d8c0637be849f092cc7236cae02e55c8b9455ebe37ba50601d6115db4247cd9",
+        license="Apache-2.0",
+        source="NanoTrack v2 neck and head, HonglinChu/SiamTrackers",
+        kind="sot",
+    ),
+)
+
+
+def model_dirs() -> list[Path]:
+    """Folders searched for model files, in order; downloads go to the first one."""
+    configured = os.environ.get("AUTOTRACK_MODELS", "")
+    dirs = [Path(p).expanduser() for p in configured.split(os.pathsep) if p.strip()]
+    if dirs:
+        return dirs
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return [Path(cache).expanduser() / "autotrack" / "models"]
+
+
+def downloads_allowed() -> bool:
+    """AUTOTRACK_OFFLINE=1 (or true/yes/on) forbids any network access for models."""
+    return os.environ.get("AUTOTRACK_OFFLINE", "").strip().lower() not in {"1", "true", "yes", "on"}
+
+
+def find_spec(name: str, registry: Mapping[str, ModelSpec] | None = None) -> ModelSpec | None:
+    """The registry entry whose name or local file name is `name` (case-insensitive)."""
+    registry = REGISTRY if registry is None else registry
+    key = name.strip().lower()
+    for spec in registry.values():
+        if key in (spec.name.lower(), spec.filename.lower()):
+            return spec
+    return None
+
+
+def sha256_of(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_sha256(path: str | Path, expected: str) -> bool:
+    """True when the file's sha256 equals `expected` (hex, any case)."""
+    return sha256_of(path) == expected.strip().lower()
+
+
+def resolve_model(
+    name_or_path: str | Path,
+    *,
+    registry: Mapping[str, ModelSpec] | None = None,
+    timeout: float = 60.0,
+) -> Path:
+    """Path of a model file: an existing path as is, else a registry entry found or downloaded.
+
+    `registry` replaces the built-in one (tests inject specs this way).
+    """
+    text = str(name_or_path)
+    if Path(text).expanduser().is_file():
+        return Path(text).expanduser()
+    dirs = model_dirs()
+    spec = find_spec(text, registry)
+    filename = spec.filename if spec else Path(text).name
+    for folder in dirs:
+        candidate = folder / filename
+        if candidate.is_file():
+            return candidate
+    if spec is None:
+        known = ", ".join(sorted((REGISTRY if registry is None else registry).keys()))
+        if Path(text).suffix or Path(text).name != text:
+            raise ModelNotFoundError(
+                f"model file {text} not found, nor {filename} in {_folders(dirs)}; "
+                f"set AUTOTRACK_MODELS to a folder that holds it (known models: {known})"
+            )
+        raise ModelNotFoundError(f"unknown model {text!r}: known models are {known}")
+    if not downloads_allowed():
+        raise ModelNotFoundError(
+            f"{_missing(spec, dirs)}; downloads are off (AUTOTRACK_OFFLINE=1); "
+            f"get it from {spec.url} and set AUTOTRACK_MODELS to a folder that holds it"
+        )
+    return download(spec, dirs[0], timeout=timeout, searched=dirs)
+
+
+def download(
+    spec: ModelSpec, folder: Path, *, timeout: float = 60.0, searched: list[Path] | None = None
+) -> Path:
+    """Fetch spec.url into folder/spec.filename, checked against spec.sha256 before it appears."""
+    searched = searched or [folder]
+    target = folder / spec.filename
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{spec.filename}.", suffix=".part", dir=folder)
+    except OSError as exc:
+        raise ModelNotFoundError(
+            f"{_missing(spec, searched)}; cannot write to {folder}: {_one_line(exc)}; "
+            f"download {spec.url} yourself and set AUTOTRACK_MODELS to a folder that holds it"
+        ) from exc
+    tmp = Path(tmp_name)
+    try:
+        digest = hashlib.sha256()
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(spec.url, timeout=timeout) as rsp:
+            while chunk := rsp.read(_CHUNK):
+                digest.update(chunk)
+                out.write(chunk)
+        actual = digest.hexdigest()
+        if actual != spec.sha256.strip().lower():
+            raise ModelNotFoundError(
+                f"{_missing(spec, searched)}; the download from {spec.url} has sha256 {actual}, "
+                f"expected {spec.sha256}, so it was discarded; "
+                "set AUTOTRACK_MODELS to a folder that holds a verified copy"
+            )
+        os.replace(tmp, target)
+    except ModelNotFoundError:
+        tmp.unlink(missing_ok=True)
+        raise
+    except (OSError, ValueError) as exc:  # URLError, HTTPError and timeouts are OSErrors
+        tmp.unlink(missing_ok=True)
+        raise ModelNotFoundError(
+            f"{_missing(spec, searched)}; downloading {spec.url} failed: {_one_line(exc)}; "
+            "set AUTOTRACK_MODELS to a folder that holds it"
+        ) from exc
+    return target
+
+
+def _missing(spec: ModelSpec, dirs: list[Path]) -> str:
+    return f"model {spec.name!r} ({spec.filename}) is not in {_folders(dirs)}"
+
+
+def _folders(dirs: list[Path]) -> str:
+    return ", ".join(str(d) for d in dirs)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
