@@ -10,16 +10,12 @@ box, no rival), and then the optimum is simply all of them: no solver call at al
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-_EMPTY = np.zeros(0, dtype=np.int64)
-
-
-@dataclass(frozen=True)
-class Matching:
+class Matching(NamedTuple):
     rows: np.ndarray  # (K,) matched row indices, ascending
     cols: np.ndarray  # (K,) matched column indices, cols[i] pairs with rows[i]
     unmatched_rows: np.ndarray
@@ -30,15 +26,13 @@ def linear_assignment(cost: np.ndarray, threshold: float) -> Matching:
     """Maximum-saving matching over pairs with ``cost <= threshold``."""
     n_rows, n_cols = cost.shape
     admissible = cost <= threshold
-    row_degree = admissible.sum(axis=1)
-    col_degree = admissible.sum(axis=0)
-    if n_rows == 0 or n_cols == 0 or not row_degree.any():
-        rows = cols = _EMPTY
-    elif row_degree.max() == 1 and col_degree.max() == 1:
-        rows, cols = np.nonzero(admissible)
-    else:
-        candidate_rows = np.flatnonzero(row_degree)
-        candidate_cols = np.flatnonzero(col_degree)
+    rows, cols = np.nonzero(admissible)
+    # rows come out sorted: each row and each column at most once means no rivalry.
+    isolated = (len(rows) < 2 or (rows[1:] > rows[:-1]).all()) and (
+        len(cols) < 2 or np.bincount(cols).max() == 1)
+    if not isolated:
+        candidate_rows = np.unique(rows)
+        candidate_cols = np.unique(cols)
         sub_admissible = admissible[np.ix_(candidate_rows, candidate_cols)]
         # A pair at exactly the threshold still saves a hair, so it beats leaving both single.
         savings = np.where(

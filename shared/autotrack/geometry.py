@@ -15,16 +15,21 @@ def iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     Degenerate boxes give 0, never NaN. Called several times per tracked frame, so it
     takes arrays as they are and uses ufuncs only (no copies, no ``clip``).
     """
-    a, b = boxes_a, boxes_b
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)))
-    iw = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
-    ih = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
-    inter = np.maximum(iw, 0.0) * np.maximum(ih, 0.0)
-    area_a = np.maximum(a[:, 2] - a[:, 0], 0.0) * np.maximum(a[:, 3] - a[:, 1], 0.0)
-    area_b = np.maximum(b[:, 2] - b[:, 0], 0.0) * np.maximum(b[:, 3] - b[:, 1], 0.0)
-    union = area_a[:, None] + area_b[None, :] - inter
-    inter /= np.maximum(union, 1e-12)  # empty unions have empty intersections: 0, not NaN
+    if len(boxes_a) == 0 or len(boxes_b) == 0:
+        return np.zeros((len(boxes_a), len(boxes_b)))
+    ax1, ay1, ax2, ay2 = boxes_a.T
+    bx1, by1, bx2, by2 = boxes_b.T
+    inter = np.minimum.outer(ax2, bx2)
+    inter -= np.maximum.outer(ax1, bx1)
+    height = np.minimum.outer(ay2, by2)
+    height -= np.maximum.outer(ay1, by1)
+    np.maximum(inter, 0.0, out=inter)
+    np.maximum(height, 0.0, out=height)
+    inter *= height  # an inverted box has no intersection, so its IoU is 0 whatever its "area"
+    union = np.add.outer((ax2 - ax1) * (ay2 - ay1), (bx2 - bx1) * (by2 - by1))
+    union -= inter
+    np.maximum(union, 1e-12, out=union)  # empty unions have empty intersections: 0, not NaN
+    inter /= union
     return inter
 
 
@@ -50,10 +55,14 @@ def clip_boxes(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def xyxy_to_xyah(boxes: np.ndarray) -> np.ndarray:
-    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    w = b[:, 2] - b[:, 0]
-    h = b[:, 3] - b[:, 1]
-    return np.stack([b[:, 0] + w / 2, b[:, 1] + h / 2, w / h, h], axis=1)
+    """xyxy to the Kalman filter's (cx, cy, a, h); a = w / h (hot path: no stacking)."""
+    size = boxes[:, 2:4] - boxes[:, 0:2]
+    out = np.empty((len(boxes), 4))
+    np.multiply(size, 0.5, out=out[:, :2])
+    out[:, :2] += boxes[:, 0:2]
+    np.divide(size[:, 0], size[:, 1], out=out[:, 2])
+    out[:, 3] = size[:, 1]
+    return out
 
 
 def xyah_to_xyxy(xyah: np.ndarray) -> np.ndarray:

@@ -6,104 +6,137 @@ get proportionate uncertainty.
 
 The reference filter keeps an 8x8 covariance, but its motion matrix, its noise matrices and
 its initial covariance only ever pair a coordinate with its own velocity, so every
-covariance it produces is four independent 2x2 blocks. We store exactly those blocks,
-``(N, 3, 4)``: the variance of each of (cx, cy, a, h), its covariance with its velocity,
-and the velocity's variance. The filter is then a handful of elementwise operations per
-frame for all tracks together, and gives the reference's numbers up to float rounding
-(``tests/test_kalman.py`` checks it against the textbook 8x8 equations).
+covariance it produces is four independent 2x2 blocks. We keep exactly those blocks, and
+pack each track into one row of 20 numbers::
+
+    [0:8]   mean (cx, cy, a, h, vcx, vcy, va, vh)
+    [8:12]  variance of cx, cy, a, h
+    [12:16] covariance of each with its own velocity
+    [16:20] variance of each velocity
+
+Prediction is then one small matrix product plus a height-dependent noise term for all
+tracks at once, and the update is a few elementwise operations. It gives the reference's
+numbers up to float rounding (``tests/test_kalman.py`` checks it against the textbook 8x8
+equations).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 # 0.95 quantile of the chi-square distribution, by degrees of freedom: DeepSORT's gate.
 CHI2_95 = {1: 3.8415, 2: 5.9915, 3: 7.8147, 4: 9.4877, 5: 11.070, 6: 12.592, 7: 14.067, 8: 15.507}
 
-POS_VAR, POS_VEL_COV, VEL_VAR = 0, 1, 2  # rows of a (N, 3, 4) covariance
+STATE_SIZE = 20
+MEAN = slice(0, 8)
+POSITION = slice(0, 4)
+VELOCITY = slice(4, 8)
+POS_VAR = slice(8, 12)
+POS_VEL_COV = slice(12, 16)
+VEL_VAR = slice(16, 20)
+_HEIGHT = 3
+_HEIGHT_SCALED = np.array([1.0, 1.0, 0.0, 1.0])  # which coordinates' noise scales with h
+_ASPECT = np.array([0.0, 0.0, 1.0, 0.0])
+
+
+def _transition() -> np.ndarray:
+    """T with predicted = state @ T: x += v and P = F P F^T, block by block."""
+    t = np.zeros((STATE_SIZE, STATE_SIZE))
+    for i in range(4):
+        pos, vel, pp, pv, vv = i, 4 + i, 8 + i, 12 + i, 16 + i
+        t[pos, pos] = t[vel, pos] = t[vel, vel] = 1.0
+        t[pp, pp], t[pv, pp], t[vv, pp] = 1.0, 2.0, 1.0  # pp' = pp + 2 pv + vv
+        t[pv, pv], t[vv, pv] = 1.0, 1.0  # pv' = pv + vv
+        t[vv, vv] = 1.0  # vv' = vv
+    return t
 
 
 @dataclass(frozen=True)
 class KalmanFilterXYAH:
     std_weight_position: float = 1.0 / 20
     std_weight_velocity: float = 1.0 / 160
+    _transition: np.ndarray = field(default_factory=_transition, repr=False, compare=False)
 
-    def _variance(self, heights: np.ndarray, weight: float, aspect_std: float) -> np.ndarray:
-        """(N, 4) variances: proportional to the box height, except the aspect ratio's."""
-        std = np.empty((len(heights), 4))
-        std[:] = heights[:, None] * weight
-        std[:, 2] = aspect_std
-        return std**2
+    def _noise_rows(self, position: float, velocity: float, aspect: tuple[float, float]
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """(per h^2, constant) noise added to the packed state's variance columns."""
+        per_h2 = np.zeros(STATE_SIZE)
+        constant = np.zeros(STATE_SIZE)
+        per_h2[POS_VAR] = _HEIGHT_SCALED * position**2
+        per_h2[VEL_VAR] = _HEIGHT_SCALED * velocity**2
+        constant[POS_VAR] = _ASPECT * aspect[0] ** 2
+        constant[VEL_VAR] = _ASPECT * aspect[1] ** 2
+        return per_h2, constant
 
-    def initiate(self, measurements: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Mean (N, 8) and covariance blocks (N, 3, 4) of new tracks from xyah (N, 4)."""
-        n = len(measurements)
-        mean = np.zeros((n, 8))
-        mean[:, :4] = measurements
-        covariance = np.zeros((n, 3, 4))
-        h = measurements[:, 3]
-        covariance[:, POS_VAR] = self._variance(h, 2 * self.std_weight_position, 1e-2)
-        covariance[:, VEL_VAR] = self._variance(h, 10 * self.std_weight_velocity, 1e-5)
-        return mean, covariance
+    def initiate(self, measurements: np.ndarray) -> np.ndarray:
+        """Packed states (N, 20) of new tracks from xyah measurements (N, 4)."""
+        per_h2, constant = self._noise_rows(
+            2 * self.std_weight_position, 10 * self.std_weight_velocity, (1e-2, 1e-5))
+        h = measurements[:, _HEIGHT]
+        state = np.multiply.outer(h * h, per_h2)
+        state += constant
+        state[:, POSITION] = measurements
+        return state
 
-    def predict(self, mean: np.ndarray, covariance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def predict(self, state: np.ndarray) -> np.ndarray:
         """One time step ahead for every track: x += v, P = F P F^T + Q."""
-        h = mean[:, 3]
-        new_mean = mean.copy()
-        new_mean[:, :4] += mean[:, 4:]
-        pp, pv, vv = covariance[:, POS_VAR], covariance[:, POS_VEL_COV], covariance[:, VEL_VAR]
-        new_cov = np.empty_like(covariance)
-        new_cov[:, POS_VAR] = pp + 2 * pv + vv + self._variance(h, self.std_weight_position, 1e-2)
-        new_cov[:, POS_VEL_COV] = pv + vv
-        new_cov[:, VEL_VAR] = vv + self._variance(h, self.std_weight_velocity, 1e-5)
-        return new_mean, new_cov
+        per_h2, constant = self._noise_rows(
+            self.std_weight_position, self.std_weight_velocity, (1e-2, 1e-5))
+        h = state[:, _HEIGHT]
+        predicted = state @ self._transition
+        predicted += np.multiply.outer(h * h, per_h2)
+        predicted += constant
+        return predicted
 
-    def innovation_variance(self, mean: np.ndarray, covariance: np.ndarray) -> np.ndarray:
+    def innovation_variance(self, state: np.ndarray) -> np.ndarray:
         """Diagonal of S = H P H^T + R, (N, 4): the measurement-space uncertainty."""
-        return covariance[:, POS_VAR] + self._variance(mean[:, 3], self.std_weight_position, 1e-1)
+        std = np.multiply.outer(state[:, _HEIGHT], _HEIGHT_SCALED * self.std_weight_position)
+        std += _ASPECT * 1e-1
+        std *= std
+        std += state[:, POS_VAR]
+        return std
 
-    def update(
-        self, mean: np.ndarray, covariance: np.ndarray, measurements: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Posterior of each track given its matched xyah measurement (row i with row i)."""
-        s = self.innovation_variance(mean, covariance)
-        pp, pv, vv = covariance[:, POS_VAR], covariance[:, POS_VEL_COV], covariance[:, VEL_VAR]
-        gain_pos, gain_vel = pp / s, pv / s
-        innovation = measurements - mean[:, :4]
-        new_mean = np.empty_like(mean)
-        new_mean[:, :4] = mean[:, :4] + gain_pos * innovation
-        new_mean[:, 4:] = mean[:, 4:] + gain_vel * innovation
-        new_cov = np.empty_like(covariance)
-        new_cov[:, POS_VAR] = pp - gain_pos * pp
-        new_cov[:, POS_VEL_COV] = pv - gain_pos * pv
-        new_cov[:, VEL_VAR] = vv - gain_vel * pv
-        return new_mean, new_cov
+    def update(self, state: np.ndarray, measurements: np.ndarray) -> np.ndarray:
+        """Posterior of each track given its matched xyah measurement (row i with row i).
 
-    def gating_distance(
-        self, mean: np.ndarray, covariance: np.ndarray, measurements: np.ndarray,
-        only_position: bool = False,
-    ) -> np.ndarray:
+        Per coordinate, with S = pp + r: K = (pp, pv) / S, mean += K * innovation,
+        pp -= K_pos * pp, pv -= K_pos * pv, vv -= K_vel * pv.
+        """
+        s = self.innovation_variance(state)
+        pp, pv = state[:, POS_VAR], state[:, POS_VEL_COV]
+        gain_pos = pp / s
+        gain_vel = pv / s
+        innovation = measurements - state[:, POSITION]
+        posterior = state.copy()
+        posterior[:, POSITION] += gain_pos * innovation
+        posterior[:, VELOCITY] += gain_vel * innovation
+        posterior[:, POS_VAR] -= gain_pos * pp
+        posterior[:, POS_VEL_COV] -= gain_pos * pv
+        posterior[:, VEL_VAR] -= gain_vel * pv
+        return posterior
+
+    def gating_distance(self, state: np.ndarray, measurements: np.ndarray,
+                        only_position: bool = False) -> np.ndarray:
         """Squared Mahalanobis distance of every measurement to every track, (N, M)."""
-        s = self.innovation_variance(mean, covariance)
+        s = self.innovation_variance(state)
         dims = 2 if only_position else 4
-        diff = measurements[None, :, :dims] - mean[:, None, :dims]
+        diff = measurements[None, :, :dims] - state[:, None, :dims]
         return np.sum(diff**2 / s[:, None, :dims], axis=2)
 
 
-def full_covariance(blocks: np.ndarray) -> np.ndarray:
-    """The reference's (N, 8, 8) covariance from (N, 3, 4) blocks (for checks and export)."""
-    n = len(blocks)
-    full = np.zeros((n, 8, 8))
+def full_covariance(state: np.ndarray) -> np.ndarray:
+    """The reference's (N, 8, 8) covariance of packed states (for checks and export)."""
+    full = np.zeros((len(state), 8, 8))
     i = np.arange(4)
-    full[:, i, i] = blocks[:, POS_VAR]
-    full[:, i, i + 4] = full[:, i + 4, i] = blocks[:, POS_VEL_COV]
-    full[:, i + 4, i + 4] = blocks[:, VEL_VAR]
+    full[:, i, i] = state[:, POS_VAR]
+    full[:, i, i + 4] = full[:, i + 4, i] = state[:, POS_VEL_COV]
+    full[:, i + 4, i + 4] = state[:, VEL_VAR]
     return full
 
 
-def covariance_is_valid(blocks: np.ndarray) -> bool:
-    """Every 2x2 block positive definite: what a covariance from outside must satisfy."""
-    pp, pv, vv = blocks[:, POS_VAR], blocks[:, POS_VEL_COV], blocks[:, VEL_VAR]
+def covariance_is_valid(state: np.ndarray) -> bool:
+    """Every 2x2 block positive definite: what a state from outside must satisfy."""
+    pp, pv, vv = state[:, POS_VAR], state[:, POS_VEL_COV], state[:, VEL_VAR]
     return bool(((pp > 0) & (vv > 0) & (pp * vv - pv * pv > 0)).all())

@@ -25,7 +25,7 @@ from autotrack.assignment import linear_assignment
 from autotrack.detections import Detections, TrackedObjects
 from autotrack.errors import StateError
 from autotrack.geometry import iou_matrix, xyah_to_xyxy, xyxy_to_xyah
-from autotrack.kalman import KalmanFilterXYAH, covariance_is_valid
+from autotrack.kalman import STATE_SIZE, KalmanFilterXYAH, covariance_is_valid
 from autotrack.state import PayloadReader, decode_state, encode_state
 from autotrack.trackers.base import config_from_dict
 
@@ -81,8 +81,10 @@ class ByteTrackConfig:
 # reordering and growing the table cost one numpy call, not one per field; IDs and frame
 # counters stay exact in float64 (integers up to 2**53).
 ID, STATE, ACTIVATED, SCORE, CLASS, START, END, LENGTH = range(8)
-MEAN = slice(8, 16)  # Kalman mean (cx, cy, a, h, and their velocities)
-COVARIANCE = slice(16, 28)  # Kalman covariance blocks, (3, 4) flattened (see kalman.py)
+KALMAN = slice(8, 28)  # the Kalman filter's packed state (see kalman.py)
+MEAN = slice(8, 16)  # its mean: cx, cy, a, h and their velocities
+COVARIANCE = slice(16, 28)
+VELOCITY_H = 15
 WIDTH = 28
 _INT_COLUMNS = {"ids": ID, "state": STATE, "class_id": CLASS, "start_frame": START,
                 "end_frame": END, "tracklet_len": LENGTH}
@@ -102,11 +104,13 @@ class ByteTrack:
         self.next_id = 1  # this tracker's own ID allocator: IDs never collide across instances
         self._table = np.zeros((0, WIDTH))
 
-    def _cost(self, rows: np.ndarray, boxes: np.ndarray, scores: np.ndarray | None) -> np.ndarray:
-        """1 - IoU (times the detection score when fusing) between table rows and boxes."""
-        similarity = iou_matrix(xyah_to_xyxy(self._table[rows, MEAN]), boxes)
+    @staticmethod
+    def _cost(iou: np.ndarray, rows: np.ndarray, cols: np.ndarray, scores: np.ndarray | None
+              ) -> np.ndarray:
+        """1 - IoU (times the detection score when fusing) for some tracks and boxes."""
+        similarity = iou[rows][:, cols]
         if scores is not None:
-            similarity *= scores
+            similarity *= scores[cols]
         return 1.0 - similarity
 
     def update(self, detections: Detections) -> TrackedObjects:
@@ -115,12 +119,12 @@ class ByteTrack:
         self.frame_id += 1
         boxes, scores, classes = detections.boxes, detections.scores, detections.class_ids
         # Zero-area or non-finite boxes would put inf into the Kalman state (a = w / h).
-        valid = ((boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-                 & np.isfinite(boxes).all(axis=1) & np.isfinite(scores))
+        size = boxes[:, 2:] - boxes[:, :2]  # NaN or inf anywhere fails one of the tests
+        valid = ((size > 0) & (size < np.inf)).all(axis=1) & np.isfinite(scores)
         high = np.nonzero(valid & (scores > cfg.track_high_thresh))[0]
         low = np.nonzero(valid & (scores > cfg.track_low_thresh)
                          & (scores < cfg.track_high_thresh))[0]
-        fuse = scores[high] if cfg.fuse_score else None
+        fuse = scores if cfg.fuse_score else None
 
         table = self._table
         state = table[:, STATE]
@@ -132,15 +136,18 @@ class ByteTrack:
         # Predict the pool; a lost track's height velocity is frozen, as in the reference.
         # Unconfirmed tracks are not predicted (their velocity is zero; only the covariance
         # would change), again as in the reference.
-        table[state == LOST, 15] = 0.0
-        unconfirmed_cov = table[unconfirmed, COVARIANCE]
-        mean, covariance = self.kalman.predict(table[:, MEAN], _blocks(table))
-        table[:, MEAN] = mean
-        table[:, COVARIANCE] = covariance.reshape(-1, 12)
-        table[unconfirmed, COVARIANCE] = unconfirmed_cov
+        table[state == LOST, VELOCITY_H] = 0.0
+        if len(unconfirmed):
+            unconfirmed_cov = table[unconfirmed, COVARIANCE]
+            table[:, KALMAN] = self.kalman.predict(table[:, KALMAN])
+            table[unconfirmed, COVARIANCE] = unconfirmed_cov
+        else:
+            table[:, KALMAN] = self.kalman.predict(table[:, KALMAN])
+        # One IoU matrix, tracks x boxes, serves all three stages.
+        iou = iou_matrix(xyah_to_xyxy(table[:, MEAN]), boxes)
 
         # Stage 1: high-score boxes against confirmed and lost tracks.
-        first = linear_assignment(self._cost(pool, boxes[high], fuse), cfg.match_thresh)
+        first = linear_assignment(self._cost(iou, pool, high, fuse), cfg.match_thresh)
         matched_rows = [pool[first.rows]]
         matched_dets = [high[first.cols]]
         refound = matched_rows[0][state[matched_rows[0]] == LOST]
@@ -150,7 +157,7 @@ class ByteTrack:
         leftover = leftover[state[leftover] == TRACKED]
         newly_lost = leftover
         if len(leftover) and len(low):
-            second = linear_assignment(self._cost(leftover, boxes[low], None),
+            second = linear_assignment(self._cost(iou, leftover, low, None),
                                        cfg.second_match_thresh)
             matched_rows.append(leftover[second.rows])
             matched_dets.append(low[second.cols])
@@ -160,10 +167,8 @@ class ByteTrack:
         remaining = high[first.unmatched_cols]
         dropped = unconfirmed
         if len(unconfirmed) and len(remaining):
-            third = linear_assignment(
-                self._cost(unconfirmed, boxes[remaining],
-                           scores[remaining] if cfg.fuse_score else None),
-                cfg.unconfirmed_match_thresh)
+            third = linear_assignment(self._cost(iou, unconfirmed, remaining, fuse),
+                                      cfg.unconfirmed_match_thresh)
             matched_rows.append(unconfirmed[third.rows])
             matched_dets.append(remaining[third.cols])
             dropped = unconfirmed[third.unmatched_rows]
@@ -172,17 +177,15 @@ class ByteTrack:
         rows = np.concatenate(matched_rows)
         dets = np.concatenate(matched_dets)
         if len(rows):
-            mean, covariance = self.kalman.update(
-                table[rows, MEAN], _blocks(table[rows]), xyxy_to_xyah(boxes[dets]))
-            table[rows, MEAN] = mean
-            table[rows, COVARIANCE] = covariance.reshape(-1, 12)
-            table[rows, LENGTH] = np.where(state[rows] == LOST, 0.0,
-                                           table[rows, LENGTH] + 1)
-            table[rows, STATE] = TRACKED
-            table[rows, ACTIVATED] = 1.0
-            table[rows, SCORE] = scores[dets]
-            table[rows, CLASS] = classes[dets]
-            table[rows, END] = self.frame_id
+            matched = table[rows]  # edit a compact copy, write it back once
+            matched[:, KALMAN] = self.kalman.update(matched[:, KALMAN], xyxy_to_xyah(boxes[dets]))
+            matched[:, LENGTH] = np.where(matched[:, STATE] == LOST, 0.0, matched[:, LENGTH] + 1)
+            matched[:, STATE] = TRACKED
+            matched[:, ACTIVATED] = 1.0
+            matched[:, SCORE] = scores[dets]
+            matched[:, CLASS] = classes[dets]
+            matched[:, END] = self.frame_id
+            table[rows] = matched
         table[newly_lost, STATE] = LOST
 
         # Lost tracks that waited too long go (tracks lost this very frame are not old).
@@ -200,23 +203,16 @@ class ByteTrack:
                  birth_classes: np.ndarray) -> None:
         """Append new tracks, drop removed ones and restore the reference's list order:
         tracked = [still tracked] + [new] + [re-found]; lost = [still lost] + [lost now]."""
-        n = len(self._table)
-        flags = np.zeros(n, dtype=np.int8)  # 0 keep in place, 1 re-found, 2 lost now, 3 gone
-        flags[refound] = 1
-        flags[newly_lost] = 2
-        flags[dropped] = 3
-        flags[expired] = 3
-        tracked_now = self._table[:, STATE] == TRACKED
         born = len(birth_boxes)
-        order = np.concatenate([
-            np.nonzero(tracked_now & (flags == 0))[0],
-            np.arange(n, n + born),
-            np.nonzero(flags == 1)[0],
-            np.nonzero(~tracked_now & (flags == 0))[0],
-            np.nonzero(flags == 2)[0],
-        ])
+        # Sort rows by where they belong; a stable sort keeps each group's own order.
+        group = np.where(self._table[:, STATE] == TRACKED, _STILL_TRACKED, _STILL_LOST)
+        group[refound] = _REFOUND
+        group[newly_lost] = _LOST_NOW
+        group[dropped] = _GONE
+        group[expired] = _GONE
+        group = np.concatenate([group, np.full(born, _NEW, dtype=group.dtype)])
+        order = np.argsort(group, kind="stable")[: len(group) - np.count_nonzero(group == _GONE)]
         if born:
-            mean, covariance = self.kalman.initiate(xyxy_to_xyah(birth_boxes))
             new = np.zeros((born, WIDTH))
             new[:, ID] = np.arange(self.next_id, self.next_id + born)
             new[:, STATE] = TRACKED
@@ -224,39 +220,42 @@ class ByteTrack:
             new[:, SCORE] = birth_scores
             new[:, CLASS] = birth_classes
             new[:, START] = new[:, END] = self.frame_id
-            new[:, MEAN] = mean
-            new[:, COVARIANCE] = covariance.reshape(-1, 12)
+            new[:, KALMAN] = self.kalman.initiate(xyxy_to_xyah(birth_boxes))
             self.next_id += born
             self._table = np.concatenate([self._table, new])
         self._table = self._table[order]
-        self._drop_duplicates()
 
-    def _drop_duplicates(self) -> None:
-        """A tracked and a lost track on the same object: keep the one followed longer."""
+    def _drop_duplicates(self, boxes: np.ndarray) -> np.ndarray:
+        """A tracked and a lost track on the same object: keep the one followed longer.
+        Returns the boxes of the rows kept."""
         table = self._table
-        tracked = np.nonzero(table[:, STATE] == TRACKED)[0]
-        lost = np.nonzero(table[:, STATE] == LOST)[0]
-        if not len(tracked) or not len(lost):
-            return
-        boxes = xyah_to_xyxy(table[:, MEAN])
-        p, q = np.nonzero(iou_matrix(boxes[tracked], boxes[lost]) > self.config.duplicate_iou)
+        n_tracked = len(table) - np.count_nonzero(table[:, STATE] == LOST)
+        if n_tracked == 0 or n_tracked == len(table):
+            return boxes
+        # The table lists tracked rows before lost rows.
+        overlap = iou_matrix(boxes[:n_tracked], boxes[n_tracked:]) > self.config.duplicate_iou
+        p, q = np.nonzero(overlap)
         if not len(p):
-            return
-        p, q = tracked[p], lost[q]
-        tracked_longer = table[p, START] < table[q, START]  # same as an older start frame
+            return boxes
+        q += n_tracked
+        followed = table[:, END] - table[:, START]
+        tracked_longer = followed[p] > followed[q]
         keep = np.ones(len(table), dtype=bool)
         keep[q[tracked_longer]] = False
         keep[p[~tracked_longer]] = False
         self._table = table[keep]
+        return boxes[keep]
 
     def _confirmed_output(self) -> TrackedObjects:
+        boxes = self._drop_duplicates(xyah_to_xyxy(self._table[:, MEAN]))
         table = self._table
-        shown = table[(table[:, STATE] == TRACKED) & (table[:, ACTIVATED] == 1)]
+        shown = (table[:, STATE] == TRACKED) & (table[:, ACTIVATED] == 1)
+        rows = table[shown]
         return TrackedObjects(
-            track_ids=shown[:, ID].astype(np.int64),
-            boxes=xyah_to_xyxy(shown[:, MEAN]),
-            scores=shown[:, SCORE].copy(),
-            class_ids=shown[:, CLASS].astype(np.int64),
+            track_ids=rows[:, ID].astype(np.int64),
+            boxes=boxes[shown],
+            scores=rows[:, SCORE],
+            class_ids=rows[:, CLASS].astype(np.int64),
         )
 
     # ------------------------------------------------------------------ state
@@ -265,7 +264,7 @@ class ByteTrack:
         table = self._table
         columns = {name: table[:, col].astype(np.int64) for name, col in _INT_COLUMNS.items()}
         columns.update(activated=table[:, ACTIVATED] == 1, score=table[:, SCORE].copy(),
-                       mean=table[:, MEAN].copy(), covariance=_blocks(table).copy())
+                       kalman=table[:, KALMAN].copy())
         return encode_state(STATE_KIND, STATE_VERSION, {
             "config": asdict(self.config),
             "frame_id": self.frame_id,
@@ -288,11 +287,9 @@ class ByteTrack:
             table[:, col] = columns.array(name, "i", (n,))
         table[:, ACTIVATED] = columns.array("activated", "b", (n,))
         table[:, SCORE] = columns.array("score", "f", (n,))
-        table[:, MEAN] = columns.array("mean", "f", (n, 8))
-        covariance = columns.array("covariance", "f", (n, 3, 4)).astype(np.float64)
-        if not covariance_is_valid(covariance):
+        table[:, KALMAN] = columns.array("kalman", "f", (n, STATE_SIZE))
+        if not covariance_is_valid(table[:, KALMAN]):
             raise StateError("tracker state covariance is not positive definite")
-        table[:, COVARIANCE] = covariance.reshape(-1, 12)
         _check_table(table, frame_id, next_id)
         tracker = cls(config)
         tracker.frame_id = frame_id
@@ -301,8 +298,7 @@ class ByteTrack:
         return tracker
 
 
-def _blocks(table: np.ndarray) -> np.ndarray:
-    return table[:, COVARIANCE].reshape(-1, 3, 4)
+_STILL_TRACKED, _NEW, _REFOUND, _STILL_LOST, _LOST_NOW, _GONE = range(6)
 
 
 def _check_table(table: np.ndarray, frame_id: int, next_id: int) -> None:
