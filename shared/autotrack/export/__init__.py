@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from autotrack.export.cvat_json import write_cvat_json
 from autotrack.export.cvat_video import write_cvat_video
 from autotrack.export.mot import write_mot
+from autotrack.keyframes import DEFAULT_KEYFRAME_IOU
 from autotrack.tracks import Track
 
 EXPORT_FORMATS: tuple[str, ...] = ("cvat-video", "mot", "json")
@@ -26,7 +27,7 @@ def write_tracks(
     frame_count: int,
     width: int,
     height: int,
-    min_iou: float = 0.9,
+    min_iou: float = DEFAULT_KEYFRAME_IOU,
 ) -> None:
     """Write ``tracks`` to ``path`` in ``fmt``, one of :data:`EXPORT_FORMATS`."""
     if fmt == "cvat-video":

@@ -14,7 +14,7 @@ from typing import Any
 
 from autotrack.export.cvat_video import used_class_ids
 from autotrack.geometry import clip_boxes
-from autotrack.keyframes import Keyframe, thin_keyframes
+from autotrack.keyframes import DEFAULT_KEYFRAME_IOU, Keyframe, thin_keyframes
 from autotrack.tracks import Track
 
 
@@ -35,7 +35,7 @@ def tracks_to_cvat_json(
     tracks: Sequence[Track],
     class_names: Sequence[str],
     *,
-    min_iou: float = 0.9,
+    min_iou: float = DEFAULT_KEYFRAME_IOU,
     frame_count: int | None = None,
     label_ids: Mapping[str, int] | None = None,
     source: str = "auto",
@@ -80,7 +80,7 @@ def write_cvat_json(
     tracks: Sequence[Track],
     class_names: Sequence[str],
     *,
-    min_iou: float = 0.9,
+    min_iou: float = DEFAULT_KEYFRAME_IOU,
     frame_count: int | None = None,
     label_ids: Mapping[str, int] | None = None,
     source: str = "auto",

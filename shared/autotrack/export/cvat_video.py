@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import BinaryIO, TextIO
 
 from autotrack.geometry import clip_boxes
-from autotrack.keyframes import Keyframe, thin_keyframes
+from autotrack.keyframes import DEFAULT_KEYFRAME_IOU, Keyframe, thin_keyframes
 from autotrack.tracks import Track
 
 # Distinct, readable colours, picked by class index so a label keeps its colour across runs.
@@ -88,7 +88,8 @@ def _track_element(
 
 def cvat_video_xml(
     tracks: Sequence[Track], class_names: Sequence[str], *, frame_count: int, width: int,
-    height: int, task_name: str = "autotrack", min_iou: float = 0.9, source: str = "auto",
+    height: int, task_name: str = "autotrack", min_iou: float = DEFAULT_KEYFRAME_IOU,
+    source: str = "auto",
     dumped: str = "",
 ) -> bytes:
     """The CVAT for video 1.1 document for ``tracks`` as UTF-8 bytes.
@@ -128,7 +129,7 @@ def write_cvat_video(
     width: int,
     height: int,
     task_name: str = "autotrack",
-    min_iou: float = 0.9,
+    min_iou: float = DEFAULT_KEYFRAME_IOU,
     source: str = "auto",
     dumped: str = "",
 ) -> None:

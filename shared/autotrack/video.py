@@ -1,0 +1,101 @@
+"""Frames from a video file or a folder of images, with the facts exports need (size, fps)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from autotrack.errors import InputError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+DEFAULT_FPS = 30.0
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    frame_count: int  # as announced by the container; frame folders are exact
+    width: int
+    height: int
+    fps: float
+
+
+class FrameSource:
+    """Iterates (index, HxWx3 uint8 BGR frame); a video or a sorted folder of images."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise InputError(f"{self.path}: no such file or folder")
+        if self.path.is_dir():
+            self._images = sorted(
+                (p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES),
+                key=_natural_key,
+            )
+            if not self._images:
+                raise InputError(f"{self.path}: folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            first = self._read_image(self._images[0])
+            self.info = VideoInfo(len(self._images), first.shape[1], first.shape[0], DEFAULT_FPS)
+        else:
+            self._images = None
+            capture = cv2.VideoCapture(str(self.path))
+            try:
+                ok, first = capture.read() if capture.isOpened() else (False, None)
+                if not ok or first is None:
+                    raise InputError(f"{self.path}: not a readable video (or it has no frames)")
+                fps = capture.get(cv2.CAP_PROP_FPS)
+                count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+            finally:
+                capture.release()
+            fps = fps if np.isfinite(fps) and 0 < fps < 1000 else DEFAULT_FPS
+            self.info = VideoInfo(max(count, 1), first.shape[1], first.shape[0], fps)
+
+    @staticmethod
+    def _read_image(path: Path) -> np.ndarray:
+        frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if frame is None:
+            raise InputError(f"{path}: not a readable image")
+        return frame
+
+    def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
+        if self._images is not None:
+            for index, image in enumerate(self._images):
+                frame = self._read_image(image)
+                if frame.shape[:2] != (self.info.height, self.info.width):
+                    raise InputError(
+                        f"{image}: size {frame.shape[1]}x{frame.shape[0]} differs from the first "
+                        f"image's {self.info.width}x{self.info.height}")
+                yield index, frame
+            return
+        capture = cv2.VideoCapture(str(self.path))
+        try:
+            index = 0
+            while True:
+                ok, frame = capture.read()
+                if not ok:
+                    break
+                yield index, frame
+                index += 1
+        finally:
+            capture.release()
+
+
+def _natural_key(path: Path) -> tuple:
+    """frame_2 before frame_10: digits compare as numbers."""
+    parts = []
+    for chunk in _split_digits(path.stem):
+        parts.append((0, int(chunk), "") if chunk.isdigit() else (1, 0, chunk))
+    return (tuple(parts), path.suffix)
+
+
+def _split_digits(text: str) -> list[str]:
+    chunks: list[str] = []
+    for char in text:
+        if chunks and chunks[-1][-1].isdigit() == char.isdigit():
+            chunks[-1] += char
+        else:
+            chunks.append(char)
+    return chunks

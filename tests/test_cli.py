@@ -1,0 +1,157 @@
+"""`autotrack annotate` end to end on real footage, and its one-line errors."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from autotrack.cli import main
+from autotrack.export.mot import read_mot
+
+
+def _one_line_error(capsys, argv, expected):
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code != 0
+    assert err.startswith("autotrack: error:"), err
+    assert "\n" not in err and "Traceback" not in err
+    assert expected in err, err
+    return err
+
+
+@pytest.fixture(scope="module")
+def vtest_xml(tmp_path_factory, vtest_video):
+    """The main job on its defaults: one run shared by the checks below."""
+    out = tmp_path_factory.mktemp("annotate") / "out.xml"
+    env = dict(os.environ, AUTOTRACK_MODELS=str(Path(vtest_video).parents[1] / "models"),
+               AUTOTRACK_OFFLINE="1")
+    run = subprocess.run(
+        [sys.executable, "-m", "autotrack.cli", "annotate", str(vtest_video), "-o", str(out), "-q"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert run.returncode == 0, run.stderr
+    return out, run.stderr
+
+
+def test_annotate_vtest_on_defaults_writes_cvat_tracks(vtest_xml):
+    import datumaro as dm
+
+    out, log = vtest_xml
+    assert "tracks over 795 frames" in log
+    dataset = dm.Dataset.import_from(str(out), "cvat")
+    boxes = [a for item in dataset for a in item.annotations]
+    track_ids = {a.attributes["track_id"] for a in boxes}
+    assert len(track_ids) >= 10
+    labels = dataset.categories()[dm.AnnotationType.label]
+    assert "person" in [label.name for label in labels]
+
+
+def test_keyframes_at_most_a_fifth_of_tracked_frames(vtest_xml):
+    import xml.etree.ElementTree as ET
+
+    out, _ = vtest_xml
+    root = ET.parse(out).getroot()
+    visible = tracked = 0
+    for track in root.iter("track"):
+        shapes = sorted(track.iter("box"), key=lambda b: int(b.get("frame")))
+        visible += sum(b.get("outside") == "0" for b in shapes)
+        # Tracked frames: every frame from a visible keyframe up to the next outside one.
+        start = None
+        for box in shapes:
+            frame = int(box.get("frame"))
+            if box.get("outside") == "0" and start is None:
+                start = frame
+            elif box.get("outside") == "1" and start is not None:
+                tracked += frame - start
+                start = None
+        if start is not None:
+            tracked += 795 - start
+    assert tracked > 3000
+    assert visible / tracked <= 0.20, (visible, tracked)
+
+
+def test_annotate_frame_folder_to_mot_and_json(tmp_path, bedroom_dir):
+    mot = tmp_path / "bedroom.txt"
+    assert main(["annotate", str(bedroom_dir), "-o", str(mot), "--classes", "person", "-q"]) == 0
+    tracks = read_mot(mot)
+    assert tracks, "no person tracked in the bedroom video"
+    assert all(t.frames.max() < 200 for t in tracks.values())
+
+    out = tmp_path / "bedroom.json"
+    assert main(["annotate", str(bedroom_dir), "-o", str(out), "--classes", "person",
+                 "--conf", "0.6", "-q"]) == 0
+    document = json.loads(out.read_text())
+    assert [label["name"] for label in document["labels"]] == ["person"]
+    for track in document["tracks"]:
+        frames = [s["frame"] for s in track["shapes"]]
+        assert frames == sorted(frames) and track["frame"] == frames[0]
+        assert all(len(s["points"]) == 4 for s in track["shapes"])
+
+
+def test_unreadable_video(capsys, tmp_path):
+    fake = tmp_path / "broken.avi"
+    fake.write_bytes(b"this is not a video" * 100)
+    _one_line_error(capsys, ["annotate", str(fake), "-o", str(tmp_path / "o.xml")],
+                    "not a readable video")
+
+
+def test_empty_video_file(capsys, tmp_path):
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    _one_line_error(capsys, ["annotate", str(empty), "-o", str(tmp_path / "o.xml")],
+                    "not a readable video")
+
+
+def test_empty_frame_folder(capsys, tmp_path):
+    (tmp_path / "frames").mkdir()
+    _one_line_error(capsys, ["annotate", str(tmp_path / "frames"), "-o", str(tmp_path / "o.xml")],
+                    "holds no images")
+
+
+def test_missing_input(capsys, tmp_path):
+    _one_line_error(capsys, ["annotate", str(tmp_path / "nope.avi"), "-o", str(tmp_path / "o.xml")],
+                    "no such file")
+
+
+def test_unknown_class_name(capsys, tmp_path, vtest_video):
+    err = _one_line_error(
+        capsys, ["annotate", str(vtest_video), "-o", str(tmp_path / "o.xml"), "--classes",
+                 "person,persn"], "unknown class name 'persn'")
+    assert "person" in err
+
+
+def test_missing_model_offline(capsys, tmp_path, vtest_video, monkeypatch):
+    monkeypatch.setenv("AUTOTRACK_MODELS", str(tmp_path / "empty-cache"))
+    err = _one_line_error(capsys, ["annotate", str(vtest_video), "-o", str(tmp_path / "o.xml")],
+                          "yolox_nano_416x416.onnx")
+    assert "AUTOTRACK_MODELS" in err and "http" in err
+
+
+def test_missing_ultralytics_weights_offline(capsys, tmp_path, vtest_video):
+    _one_line_error(capsys, ["annotate", str(vtest_video), "-o", str(tmp_path / "o.xml"),
+                             "--detector", "yolov8n.pt"], "yolov8n.pt")
+
+
+def test_unknown_output_suffix(capsys, tmp_path, vtest_video):
+    _one_line_error(capsys, ["annotate", str(vtest_video), "-o", str(tmp_path / "o.csv")],
+                    "--format")
+
+
+def test_bad_confidence_is_a_usage_error(capsys, tmp_path, vtest_video):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["annotate", str(vtest_video), "-o", str(tmp_path / "o.xml"), "--conf", "2"])
+    assert exit_info.value.code == 2
+    assert "must lie in (0, 1]" in capsys.readouterr().err
+
+
+def test_console_script_reports_error_without_traceback(tmp_path):
+    script = Path(sys.executable).with_name("autotrack")
+    if not script.exists():
+        pytest.skip("console script not installed in this environment")
+    run = subprocess.run([str(script), "annotate", str(tmp_path / "none.avi"), "-o", "x.xml"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2
+    assert run.stderr.strip().count("\n") == 0 and "Traceback" not in run.stderr
