@@ -92,29 +92,37 @@ class KalmanFilterXYAH:
 
     def innovation_variance(self, state: np.ndarray) -> np.ndarray:
         """Diagonal of S = H P H^T + R, (N, 4): the measurement-space uncertainty."""
-        std = np.multiply.outer(state[:, _HEIGHT], _HEIGHT_SCALED * self.std_weight_position)
-        std += _ASPECT * 1e-1
-        std *= std
-        std += state[:, POS_VAR]
-        return std
+        h = state[:, _HEIGHT]
+        variance = np.multiply.outer(h * h, self._measurement_per_h2)
+        variance += self._measurement_constant
+        variance += state[:, POS_VAR]
+        return variance
+
+    @property
+    def _measurement_per_h2(self) -> np.ndarray:
+        return _HEIGHT_SCALED * self.std_weight_position**2
+
+    @property
+    def _measurement_constant(self) -> np.ndarray:
+        return _ASPECT * 1e-1**2
 
     def update(self, state: np.ndarray, measurements: np.ndarray) -> np.ndarray:
         """Posterior of each track given its matched xyah measurement (row i with row i).
 
-        Per coordinate, with S = pp + r: K = (pp, pv) / S, mean += K * innovation,
-        pp -= K_pos * pp, pv -= K_pos * pv, vv -= K_vel * pv.
+        Per coordinate, with S = pp + r: gains (K_pos, K_vel) = (pp, pv) / S,
+        (x, v) += K * innovation, (pp, pv) -= K_pos * (pp, pv), vv -= K_vel * pv.
+        Pairs of column groups are handled together through (N, 2, 4) views.
         """
+        n = len(state)
         s = self.innovation_variance(state)
-        pp, pv = state[:, POS_VAR], state[:, POS_VEL_COV]
-        gain_pos = pp / s
-        gain_vel = pv / s
+        covariances = state[:, POS_VAR.start:POS_VEL_COV.stop].reshape(n, 2, 4)  # pp, pv
+        gain = covariances / s[:, None, :]  # K_pos, K_vel
         innovation = measurements - state[:, POSITION]
         posterior = state.copy()
-        posterior[:, POSITION] += gain_pos * innovation
-        posterior[:, VELOCITY] += gain_vel * innovation
-        posterior[:, POS_VAR] -= gain_pos * pp
-        posterior[:, POS_VEL_COV] -= gain_pos * pv
-        posterior[:, VEL_VAR] -= gain_vel * pv
+        posterior[:, MEAN].reshape(n, 2, 4)[:] += gain * innovation[:, None, :]
+        posterior[:, POS_VAR.start:POS_VEL_COV.stop].reshape(n, 2, 4)[:] -= (
+            gain[:, :1, :] * covariances)
+        posterior[:, VEL_VAR] -= gain[:, 1, :] * state[:, POS_VEL_COV]
         return posterior
 
     def gating_distance(self, state: np.ndarray, measurements: np.ndarray,

@@ -105,10 +105,10 @@ class ByteTrack:
         self._table = np.zeros((0, WIDTH))
 
     @staticmethod
-    def _cost(iou: np.ndarray, rows: np.ndarray, cols: np.ndarray, scores: np.ndarray | None
-              ) -> np.ndarray:
-        """1 - IoU (times the detection score when fusing) for some tracks and boxes."""
-        similarity = iou[rows][:, cols]
+    def _cost(iou: np.ndarray, rows: np.ndarray | None, cols: np.ndarray,
+              scores: np.ndarray | None) -> np.ndarray:
+        """1 - IoU (times the detection score when fusing) for some tracks (None: all)."""
+        similarity = (iou if rows is None else iou[rows])[:, cols]
         if scores is not None:
             similarity *= scores[cols]
         return 1.0 - similarity
@@ -147,7 +147,8 @@ class ByteTrack:
         iou = iou_matrix(xyah_to_xyxy(table[:, MEAN]), boxes)
 
         # Stage 1: high-score boxes against confirmed and lost tracks.
-        first = linear_assignment(self._cost(iou, pool, high, fuse), cfg.match_thresh)
+        first = linear_assignment(
+            self._cost(iou, pool if len(unconfirmed) else None, high, fuse), cfg.match_thresh)
         matched_rows = [pool[first.rows]]
         matched_dets = [high[first.cols]]
         refound = matched_rows[0][state[matched_rows[0]] == LOST]
@@ -179,9 +180,10 @@ class ByteTrack:
         if len(rows):
             matched = table[rows]  # edit a compact copy, write it back once
             matched[:, KALMAN] = self.kalman.update(matched[:, KALMAN], xyxy_to_xyah(boxes[dets]))
-            matched[:, LENGTH] = np.where(matched[:, STATE] == LOST, 0.0, matched[:, LENGTH] + 1)
-            matched[:, STATE] = TRACKED
-            matched[:, ACTIVATED] = 1.0
+            length = matched[:, LENGTH]
+            length += 1
+            length[matched[:, STATE] == LOST] = 0.0  # a re-found track starts counting again
+            matched[:, STATE:ACTIVATED + 1] = (TRACKED, 1.0)
             matched[:, SCORE] = scores[dets]
             matched[:, CLASS] = classes[dets]
             matched[:, END] = self.frame_id
