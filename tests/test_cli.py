@@ -155,3 +155,21 @@ def test_console_script_reports_error_without_traceback(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 2
     assert run.stderr.strip().count("\n") == 0 and "Traceback" not in run.stderr
+
+
+def test_annotate_with_an_ultralytics_model_built_offline(tmp_path, bedroom_dir):
+    """The ultralytics path end to end, on a randomly initialised yolo11n (no weights here)."""
+    pytest.importorskip("ultralytics")
+    import shutil
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for image in sorted(bedroom_dir.iterdir())[:3]:
+        shutil.copy(image, frames / image.name)
+    out = tmp_path / "out.xml"
+    assert main(["annotate", str(frames), "-o", str(out), "--detector", "yolo11n.yaml",
+                 "--classes", "person", "-q"]) == 0
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(out).getroot()
+    assert root.findtext("meta/task/size") == "3"
