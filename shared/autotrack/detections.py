@@ -14,6 +14,7 @@ class Detections:
     boxes: np.ndarray  # (N, 4) float64, x1 y1 x2 y2 in pixels
     scores: np.ndarray  # (N,) float64 in [0, 1]
     class_ids: np.ndarray  # (N,) int64, indices into the detector's class_names
+    masks: np.ndarray | None = None  # (N, H, W) bool instance masks, from segmentation models
 
     def __post_init__(self) -> None:
         boxes = np.asarray(self.boxes, dtype=np.float64).reshape(-1, 4)
@@ -24,6 +25,11 @@ class Detections:
                 f"detections disagree in length: {len(boxes)} boxes, "
                 f"{len(scores)} scores, {len(class_ids)} class ids"
             )
+        if self.masks is not None:
+            masks = np.asarray(self.masks, dtype=bool)
+            if masks.ndim != 3 or len(masks) != len(boxes):
+                raise ValueError(f"masks must be (N, H, W) for N={len(boxes)}, got {masks.shape}")
+            object.__setattr__(self, "masks", masks)
         object.__setattr__(self, "boxes", boxes)
         object.__setattr__(self, "scores", scores)
         object.__setattr__(self, "class_ids", class_ids)
@@ -38,7 +44,8 @@ class Detections:
     def select(self, mask_or_index: np.ndarray) -> Detections:
         """The subset picked by a boolean mask or an index array."""
         return Detections(
-            self.boxes[mask_or_index], self.scores[mask_or_index], self.class_ids[mask_or_index]
+            self.boxes[mask_or_index], self.scores[mask_or_index], self.class_ids[mask_or_index],
+            None if self.masks is None else self.masks[mask_or_index],
         )
 
 

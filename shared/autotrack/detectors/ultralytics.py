@@ -14,6 +14,7 @@ import numpy as np
 
 from autotrack.coco import COCO_CLASSES
 from autotrack.detections import Detections
+from autotrack.masks import polygons_to_masks
 from autotrack.detectors.base import check_frame
 from autotrack.errors import AutotrackError, ModelNotFoundError
 from autotrack.models import downloads_allowed, model_dirs
@@ -66,10 +67,12 @@ class UltralyticsDetector:
         boxes = results[0].boxes
         if boxes is None or len(boxes) == 0:
             return Detections.empty()
+        masks = results[0].masks
         return Detections(
             boxes.xyxy.cpu().numpy().astype(np.float64),
             boxes.conf.cpu().numpy().astype(np.float64),
             boxes.cls.cpu().numpy().astype(np.int64),
+            None if masks is None else polygons_to_masks(masks.xy, frame.shape[:2]),
         )
 
 
