@@ -186,3 +186,21 @@ def test_agrees_with_ultralytics_bytetracker(source, shared_data):
     result = peers.agreement(ours, theirs)
     assert result.rate == 1.0, result
     assert result.max_box_difference < 0.01  # ultralytics reports float32 boxes
+
+
+def test_reports_kalman_or_detection_boxes_and_first_frame_of_late_confirmed_tracks():
+    kalman, detection = ByteTrack(), ByteTrack(ByteTrackConfig(report_detection_boxes=True))
+    kalman.update(Detections.empty())
+    detection.update(Detections.empty())
+    boxes = [(100.0, 100.0, 140.0, 200.0), (104.0, 101.0, 145.0, 203.0)]
+    for box in boxes[:1]:
+        assert len(kalman.update(dets((*box, 0.9)))) == 0  # born, unconfirmed
+        detection.update(dets((*box, 0.9)))
+    a = kalman.update(dets((*boxes[1], 0.9)))
+    b = detection.update(dets((*boxes[1], 0.9)))
+    assert a.track_ids.tolist() == b.track_ids.tolist() == [1]
+    assert np.allclose(b.boxes[0], boxes[1])  # the detection itself
+    assert not np.allclose(a.boxes[0], boxes[1])  # the filtered estimate, between the two
+    for out in (a, b):  # confirmed now: the frame it was born in comes with it
+        assert out.first_seen_previous_frame.track_ids.tolist() == [1]
+        assert np.allclose(out.first_seen_previous_frame.boxes[0], boxes[0])

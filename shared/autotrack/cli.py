@@ -60,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
                                f"IoU with the tracker's box (default {DEFAULT_KEYFRAME_IOU})")
     annotate.add_argument("--track-buffer", type=int, default=30,
                           help="frames (at 30 fps) a lost object is remembered (default 30)")
+    annotate.add_argument("--boxes", choices=("kalman", "detection"), default="kalman",
+                          help="box written per frame: the tracker's Kalman estimate (smooth, "
+                               "few keyframes; default) or the matched detection (as the "
+                               "detector saw it, jittery)")
     annotate.add_argument("--device", help="detector device, e.g. cpu, cuda:0")
     annotate.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return parser
@@ -102,6 +106,7 @@ def annotate(args: argparse.Namespace) -> int:
         new_track_thresh=min(args.conf + 0.1, 1.0),  # ByteTrack's det_thresh
         track_buffer=args.track_buffer,
         frame_rate=source.info.fps,
+        report_detection_boxes=args.boxes == "detection",
     ))
     with tqdm(total=source.info.frame_count, unit="frame", disable=args.quiet or None,
               desc=Path(args.source).name, file=sys.stderr) as bar:

@@ -57,6 +57,9 @@ class TrackedObjects:
     boxes: np.ndarray  # (M, 4) float64 xyxy
     scores: np.ndarray  # (M,) float64, confidence of the matched detection
     class_ids: np.ndarray  # (M,) int64
+    # Tracks confirmed in this frame, as they were detected in the previous frame. An online
+    # tracker reports a track only once confirmed; offline annotation can add that frame.
+    first_seen_previous_frame: TrackedObjects | None = None
 
     def __len__(self) -> int:
         return len(self.track_ids)

@@ -47,6 +47,12 @@ class TrackCollector:
         self._class_votes: dict[int, dict[int, float]] = defaultdict(lambda: defaultdict(float))
 
     def add(self, frame: int, objects: TrackedObjects) -> None:
+        """Record one frame's output; tracks confirmed late also get the frame before."""
+        if objects.first_seen_previous_frame is not None and frame > 0:
+            self._add(frame - 1, objects.first_seen_previous_frame)
+        self._add(frame, objects)
+
+    def _add(self, frame: int, objects: TrackedObjects) -> None:
         for track_id, box, score, class_id in zip(
             objects.track_ids.tolist(), objects.boxes, objects.scores.tolist(),
             objects.class_ids.tolist(),

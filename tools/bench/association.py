@@ -85,9 +85,16 @@ def tracker_outputs(name: str, detections: Sequence[Detections]
     """(track ids, xyxy boxes) per frame, confirmed tracks only, from one tracker."""
     out: list[tuple[np.ndarray, np.ndarray]] = []
     if name == "ours":
+        # As `autotrack annotate` writes them: a track confirmed on its second frame also
+        # gets its first (offline, the frame before is still open).
         tracker = ByteTrack(CONFIG)
         for d in detections:
             result = tracker.update(d)
+            late = result.first_seen_previous_frame
+            if late is not None and out:
+                ids, boxes = out[-1]
+                out[-1] = (np.concatenate([ids, late.track_ids]),
+                           np.concatenate([boxes, late.boxes]))
             out.append((result.track_ids, result.boxes))
     elif name == "ultralytics":
         tracker = peers.ultralytics_bytetrack(CONFIG)

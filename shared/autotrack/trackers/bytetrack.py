@@ -15,7 +15,7 @@ JSON exactly.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from enum import IntEnum
 from typing import Self
 
@@ -57,6 +57,10 @@ class ByteTrackConfig:
     track_buffer: int = 30  # frames a lost track is kept, at 30 fps
     frame_rate: float = 30.0
     fuse_score: bool = True  # multiply IoU by the detection score (off in the MOT20 setting)
+    # Report each track's matched detection box (what the detector saw this frame) instead
+    # of the Kalman posterior the reference reports: closer to the object when the filter
+    # lags, but as jittery as the detector (so more keyframes in CVAT).
+    report_detection_boxes: bool = False
 
     def __post_init__(self) -> None:
         for name in ("track_high_thresh", "track_low_thresh", "new_track_thresh",
@@ -85,7 +89,8 @@ KALMAN = slice(8, 28)  # the Kalman filter's packed state (see kalman.py)
 MEAN = slice(8, 16)  # its mean: cx, cy, a, h and their velocities
 COVARIANCE = slice(16, 28)
 VELOCITY_H = 15
-WIDTH = 28
+DETECTION = slice(28, 32)  # the box of the detection matched last (xyxy)
+WIDTH = 32
 _INT_COLUMNS = {"ids": ID, "state": STATE, "class_id": CLASS, "start_frame": START,
                 "end_frame": END, "tracklet_len": LENGTH}
 
@@ -167,9 +172,11 @@ class ByteTrack:
         # Stage 3: unconfirmed tracks against the high boxes nobody claimed.
         remaining = high[first.unmatched_cols]
         dropped = unconfirmed
+        confirmed_late = None
         if len(unconfirmed) and len(remaining):
             third = linear_assignment(self._cost(iou, unconfirmed, remaining, fuse),
                                       cfg.unconfirmed_match_thresh)
+            confirmed_late = table[unconfirmed[third.rows]]  # as born, before this update
             matched_rows.append(unconfirmed[third.rows])
             matched_dets.append(remaining[third.cols])
             dropped = unconfirmed[third.unmatched_rows]
@@ -179,7 +186,9 @@ class ByteTrack:
         dets = np.concatenate(matched_dets)
         if len(rows):
             matched = table[rows]  # edit a compact copy, write it back once
-            matched[:, KALMAN] = self.kalman.update(matched[:, KALMAN], xyxy_to_xyah(boxes[dets]))
+            matched_boxes = boxes[dets]
+            matched[:, KALMAN] = self.kalman.update(matched[:, KALMAN], xyxy_to_xyah(matched_boxes))
+            matched[:, DETECTION] = matched_boxes
             length = matched[:, LENGTH]
             length += 1
             length[matched[:, STATE] == LOST] = 0.0  # a re-found track starts counting again
@@ -198,7 +207,15 @@ class ByteTrack:
         births = remaining[scores[remaining] >= cfg.new_track_thresh]
         self._arrange(dropped, np.nonzero(expired)[0], newly_lost, refound,
                       boxes[births], scores[births], classes[births])
-        return self._confirmed_output()
+        output = self._confirmed_output()
+        if confirmed_late is not None and len(confirmed_late):
+            output = replace(output, first_seen_previous_frame=TrackedObjects(
+                track_ids=confirmed_late[:, ID].astype(np.int64),
+                boxes=confirmed_late[:, DETECTION].copy(),
+                scores=confirmed_late[:, SCORE].copy(),
+                class_ids=confirmed_late[:, CLASS].astype(np.int64),
+            ))
+        return output
 
     def _arrange(self, dropped: np.ndarray, expired: np.ndarray, newly_lost: np.ndarray,
                  refound: np.ndarray, birth_boxes: np.ndarray, birth_scores: np.ndarray,
@@ -223,6 +240,7 @@ class ByteTrack:
             new[:, CLASS] = birth_classes
             new[:, START] = new[:, END] = self.frame_id
             new[:, KALMAN] = self.kalman.initiate(xyxy_to_xyah(birth_boxes))
+            new[:, DETECTION] = birth_boxes
             self.next_id += born
             self._table = np.concatenate([self._table, new])
         self._table = self._table[order]
@@ -255,7 +273,7 @@ class ByteTrack:
         rows = table[shown]
         return TrackedObjects(
             track_ids=rows[:, ID].astype(np.int64),
-            boxes=boxes[shown],
+            boxes=rows[:, DETECTION] if self.config.report_detection_boxes else boxes[shown],
             scores=rows[:, SCORE],
             class_ids=rows[:, CLASS].astype(np.int64),
         )
@@ -266,7 +284,7 @@ class ByteTrack:
         table = self._table
         columns = {name: table[:, col].astype(np.int64) for name, col in _INT_COLUMNS.items()}
         columns.update(activated=table[:, ACTIVATED] == 1, score=table[:, SCORE].copy(),
-                       kalman=table[:, KALMAN].copy())
+                       kalman=table[:, KALMAN].copy(), detection=table[:, DETECTION].copy())
         return encode_state(STATE_KIND, STATE_VERSION, {
             "config": asdict(self.config),
             "frame_id": self.frame_id,
@@ -290,6 +308,7 @@ class ByteTrack:
         table[:, ACTIVATED] = columns.array("activated", "b", (n,))
         table[:, SCORE] = columns.array("score", "f", (n,))
         table[:, KALMAN] = columns.array("kalman", "f", (n, STATE_SIZE))
+        table[:, DETECTION] = columns.array("detection", "f", (n, 4))
         if not covariance_is_valid(table[:, KALMAN]):
             raise StateError("tracker state covariance is not positive definite")
         _check_table(table, frame_id, next_id)

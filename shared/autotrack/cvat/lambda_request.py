@@ -1,0 +1,399 @@
+"""CVAT detector requests to a Nuclio function: parsed, checked and decoded, or refused with a
+reason.
+
+CVAT's lambda manager POSTs ``{"image": <base64 JPEG/PNG>, "threshold": <number>}`` to a
+``type: detector`` function; ``threshold`` comes only when the user set one. Anything else a
+caller sends (a newer CVAT, a script) is ignored and reported in
+:attr:`DetectorRequest.ignored_fields`, so no extra field can break a working setup. One field
+beyond CVAT's is understood: ``conv_mask_to_poly`` (bool) asks a segmentation model for polygons
+instead of masks; CVAT itself makes that conversion from the ``points`` every mask carries.
+
+Every problem is a :class:`RequestError` with an HTTP status (400 malformed, 413 too large) and
+one line saying what is wrong. Size limits hold before any costly work: the base64 text's
+length before decoding, and the pixel count from the image's own header (PNG, JPEG, BMP, WebP)
+before the pixels are decoded, so a small file claiming 100000x100000 pixels costs nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import os
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from autotrack.errors import InputError
+
+MAX_BODY_BYTES = 32 * 1024 * 1024  # the HTTP trigger's maxRequestBodySize in function.yaml
+MAX_IMAGE_BYTES = 24 * 1024 * 1024  # decoded; its base64 (4/3 larger) fits in MAX_BODY_BYTES
+MAX_IMAGE_PIXELS = 8192 * 8192  # 64 Mpx: a BGR copy is 192 MiB
+DETECTOR_FIELDS = ("image", "threshold", "conv_mask_to_poly")
+
+_ENV_LIMITS = {
+    "max_body_bytes": "AUTOTRACK_MAX_BODY_BYTES",
+    "max_image_bytes": "AUTOTRACK_MAX_IMAGE_BYTES",
+    "max_image_pixels": "AUTOTRACK_MAX_IMAGE_PIXELS",
+}
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# JPEG start-of-frame markers carry the size; C4 (DHT), C8 (reserved) and CC (DAC) do not.
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_JPEG_NO_LENGTH = frozenset({0x01, *range(0xD0, 0xD8)})  # TEM and RST0..7 stand alone
+
+
+class RequestError(InputError):
+    """A request the function will not run: ``status`` is the HTTP code to answer with."""
+
+    def __init__(self, message: str, *, status: int = 400, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = int(status)
+        self.field = field
+
+    def to_json(self) -> dict[str, object]:
+        body: dict[str, object] = {"error": str(self), "status": self.status}
+        if self.field is not None:
+            body["field"] = self.field
+        return body
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    """What one request may weigh: raw body bytes, decoded image bytes, image pixels."""
+
+    max_body_bytes: int = MAX_BODY_BYTES
+    max_image_bytes: int = MAX_IMAGE_BYTES
+    max_image_pixels: int = MAX_IMAGE_PIXELS
+
+    def __post_init__(self) -> None:
+        for name in _ENV_LIMITS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+    @property
+    def max_base64_chars(self) -> int:
+        """Length of the base64 text of an image of exactly max_image_bytes."""
+        return 4 * -(-self.max_image_bytes // 3)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> RequestLimits:
+        """Defaults, overridden by AUTOTRACK_MAX_BODY_BYTES / _IMAGE_BYTES / _IMAGE_PIXELS."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, int] = {}
+        for name, variable in _ENV_LIMITS.items():
+            text = environ.get(variable, "").strip()
+            if not text:
+                continue
+            try:
+                values[name] = int(text)
+            except ValueError:
+                raise ValueError(f"{variable} must be a positive integer, got {text!r}") from None
+            if values[name] <= 0:
+                raise ValueError(f"{variable} must be a positive integer, got {text!r}")
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """Format and size read from an encoded image's first bytes, before any pixel is decoded."""
+
+    format: str  # "png", "jpeg", "bmp" or "webp"
+    width: int
+    height: int
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+
+@dataclass(frozen=True)
+class DetectorRequest:
+    """A checked detector request: the decoded frame and what the caller asked for."""
+
+    image: np.ndarray  # HxWx3 uint8 BGR, as cv2 decodes it (EXIF orientation not applied)
+    image_format: str
+    threshold: float | None  # None: the function's default
+    conv_mask_to_poly: bool = False
+    ignored_fields: tuple[str, ...] = field(default=())
+
+
+def parse_detector_request(
+    body: object, limits: RequestLimits | None = None
+) -> DetectorRequest:
+    """The request in a Nuclio event body (a dict, or JSON bytes/str), or RequestError."""
+    limits = limits or RequestLimits()
+    payload = parse_json_object(body, limits)
+    image, header = decode_base64_image(payload.get("image"), limits)
+    return DetectorRequest(
+        image=image,
+        image_format=header.format,
+        threshold=parse_threshold(payload.get("threshold")),
+        conv_mask_to_poly=_optional_bool(payload.get("conv_mask_to_poly"), "conv_mask_to_poly"),
+        ignored_fields=tuple(sorted(str(key) for key in payload if key not in DETECTOR_FIELDS)),
+    )
+
+
+def parse_json_object(body: object, limits: RequestLimits | None = None) -> dict[str, object]:
+    """The body as a JSON object: Nuclio hands over a dict when it parsed JSON, else raw bytes."""
+    limits = limits or RequestLimits()
+    if isinstance(body, (bytes, bytearray, memoryview, str)):
+        size = len(body) if not isinstance(body, memoryview) else body.nbytes
+        if size > limits.max_body_bytes:
+            raise RequestError(
+                f"request body is {size} bytes, over the limit of {limits.max_body_bytes}",
+                status=413,
+            )
+        if isinstance(body, str):
+            text = body
+        else:
+            try:
+                text = bytes(body).decode("utf-8")
+            except UnicodeDecodeError:
+                raise RequestError(
+                    "request body is not UTF-8 text; expected a JSON object"
+                ) from None
+        if not text.strip():
+            raise RequestError("request body is empty; expected a JSON object with an 'image'")
+        try:
+            body = json.loads(text)
+        except RecursionError:
+            raise RequestError("request body is JSON nested too deeply") from None
+        except ValueError as exc:
+            raise RequestError(f"request body is not valid JSON: {exc}") from None
+    if body is None:
+        raise RequestError("request body is empty; expected a JSON object with an 'image'")
+    if not isinstance(body, dict):
+        raise RequestError(f"request body must be a JSON object, got {_json_kind(body)}")
+    return body
+
+
+def decode_base64_image(
+    value: object, limits: RequestLimits | None = None, *, field: str = "image"
+) -> tuple[np.ndarray, ImageHeader]:
+    """A base64 JPEG/PNG/BMP/WebP string decoded to a BGR frame, within the limits."""
+    limits = limits or RequestLimits()
+    if value is None:
+        raise RequestError(f"'{field}' is missing: send the frame as a base64 string", field=field)
+    if not isinstance(value, str):
+        raise RequestError(
+            f"'{field}' must be a base64 string, got {_json_kind(value)}", field=field
+        )
+    # A gross check before copying: even whitespace-laden base64 is not twice the limit.
+    if len(value) > 2 * limits.max_base64_chars:
+        raise _image_too_large(len(value) * 3 // 4, limits, field)
+    compact = "".join(value.split())  # tolerate line-wrapped (MIME) base64
+    if not compact:
+        raise RequestError(f"'{field}' is empty", field=field)
+    if len(compact) > limits.max_base64_chars:
+        raise _image_too_large(len(compact) * 3 // 4, limits, field)
+    try:
+        data = base64.b64decode(compact, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise RequestError(f"'{field}' is not valid base64: {exc}", field=field) from None
+    if not data:
+        raise RequestError(f"'{field}' is empty", field=field)
+    if len(data) > limits.max_image_bytes:
+        raise _image_too_large(len(data), limits, field)
+    return decode_image(data, limits, field=field)
+
+
+def decode_image(
+    data: bytes, limits: RequestLimits | None = None, *, field: str = "image"
+) -> tuple[np.ndarray, ImageHeader]:
+    """Encoded image bytes to a BGR frame; the header's pixel count is checked first."""
+    limits = limits or RequestLimits()
+    header = read_image_header(data, field=field)
+    if header.pixels > limits.max_image_pixels:
+        raise RequestError(
+            f"'{field}' is {header.width}x{header.height} = {header.pixels} pixels, over the "
+            f"limit of {limits.max_image_pixels} (AUTOTRACK_MAX_IMAGE_PIXELS)",
+            status=413, field=field,
+        )
+    flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION  # pixels as CVAT shows them
+    try:
+        frame = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
+    except cv2.error as exc:
+        raise RequestError(
+            f"'{field}' could not be decoded as {header.format.upper()}: {_one_line(exc)}",
+            field=field,
+        ) from None
+    if frame is None or frame.ndim != 3 or frame.shape[2] != 3 or frame.size == 0:
+        raise RequestError(
+            f"'{field}' could not be decoded as {header.format.upper()} "
+            f"({header.width}x{header.height}): the data is corrupt or truncated",
+            field=field,
+        )
+    if frame.shape[0] * frame.shape[1] > limits.max_image_pixels:  # header and data disagree
+        raise RequestError(f"'{field}' decodes to more pixels than allowed", status=413,
+                           field=field)
+    return frame, header
+
+
+def read_image_header(data: bytes, *, field: str = "image") -> ImageHeader:
+    """Format and size from the first bytes of a PNG, JPEG, BMP or WebP file."""
+    if data.startswith(_PNG_SIGNATURE):
+        header = _png_header(data, field)
+    elif data.startswith(b"\xff\xd8"):
+        header = _jpeg_header(data, field)
+    elif data.startswith(b"BM"):
+        header = _bmp_header(data, field)
+    elif data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        header = _webp_header(data, field)
+    else:
+        raise RequestError(
+            f"'{field}' is not a supported image: expected JPEG, PNG, BMP or WebP data, "
+            f"got bytes starting {data[:8].hex(' ')}",
+            field=field,
+        )
+    if header.width <= 0 or header.height <= 0:
+        raise RequestError(
+            f"'{field}' is an empty {header.format.upper()} image "
+            f"({header.width}x{header.height})",
+            field=field,
+        )
+    return header
+
+
+def parse_threshold(value: object, *, field: str = "threshold") -> float | None:
+    """A confidence threshold in [0, 1]; None when absent. Booleans and strings are refused."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise RequestError(
+            f"'{field}' must be a number between 0 and 1, got {_json_kind(value)}", field=field
+        )
+    if isinstance(value, float) and not math.isfinite(value):
+        raise RequestError(f"'{field}' must be a finite number, got {value}", field=field)
+    if not 0 <= value <= 1:
+        shown = value if isinstance(value, float) or abs(value) < 10**12 else "a huge integer"
+        raise RequestError(f"'{field}' must lie between 0 and 1, got {shown}", field=field)
+    return float(value)
+
+
+def _optional_bool(value: object, name: str) -> bool:
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise RequestError(f"'{name}' must be true or false, got {_json_kind(value)}", field=name)
+    return value
+
+
+def _png_header(data: bytes, field: str) -> ImageHeader:
+    if len(data) < 24:
+        raise _truncated("PNG", field)
+    if data[12:16] != b"IHDR":
+        raise RequestError(f"'{field}' is a corrupt PNG: its first chunk is not IHDR", field=field)
+    width, height = struct.unpack(">II", data[16:24])
+    return ImageHeader("png", width, height)
+
+
+def _jpeg_header(data: bytes, field: str) -> ImageHeader:
+    """Walk the marker segments up to the first start-of-frame, which holds the size."""
+    pos, end = 2, len(data)
+    while True:
+        if pos >= end:
+            raise _truncated("JPEG", field)
+        if data[pos] != 0xFF:
+            raise RequestError(
+                f"'{field}' is a corrupt JPEG: no marker at byte {pos}", field=field
+            )
+        while pos < end and data[pos] == 0xFF:  # fill bytes may pad any marker
+            pos += 1
+        if pos >= end:
+            raise _truncated("JPEG", field)
+        marker = data[pos]
+        pos += 1
+        if marker in _JPEG_NO_LENGTH:
+            continue
+        if marker in (0xD9, 0xDA):  # end of image, or scan data, before any frame header
+            raise RequestError(
+                f"'{field}' is a corrupt JPEG: image data starts before its frame header",
+                field=field,
+            )
+        if pos + 2 > end:
+            raise _truncated("JPEG", field)
+        length = (data[pos] << 8) | data[pos + 1]
+        if length < 2:
+            raise RequestError(
+                f"'{field}' is a corrupt JPEG: segment length {length}", field=field
+            )
+        if marker in _JPEG_SOF:
+            if pos + 7 > end:
+                raise _truncated("JPEG", field)
+            height, width = struct.unpack(">HH", data[pos + 3:pos + 7])
+            return ImageHeader("jpeg", width, height)
+        pos += length
+
+
+def _bmp_header(data: bytes, field: str) -> ImageHeader:
+    if len(data) < 26:
+        raise _truncated("BMP", field)
+    dib_size = struct.unpack("<I", data[14:18])[0]
+    if dib_size == 12:  # OS/2 BITMAPCOREHEADER: unsigned 16-bit sizes
+        width, height = struct.unpack("<HH", data[18:22])
+    elif dib_size >= 40:  # BITMAPINFOHEADER and later: negative height means top-down rows
+        width, height = struct.unpack("<ii", data[18:26])
+        height = abs(height)
+    else:
+        raise RequestError(f"'{field}' is a corrupt BMP: header size {dib_size}", field=field)
+    return ImageHeader("bmp", width, height)
+
+
+def _webp_header(data: bytes, field: str) -> ImageHeader:
+    if len(data) < 30:
+        raise _truncated("WebP", field)
+    chunk = data[12:16]
+    if chunk == b"VP8 ":  # lossy: key frame start code, then 14-bit sizes
+        if data[23:26] != b"\x9d\x01\x2a":
+            raise RequestError(f"'{field}' is a corrupt WebP (VP8) image", field=field)
+        width, height = (v & 0x3FFF for v in struct.unpack("<HH", data[26:30]))
+    elif chunk == b"VP8L":  # lossless: signature byte, then 14-bit sizes minus one
+        if data[20] != 0x2F:
+            raise RequestError(f"'{field}' is a corrupt WebP (VP8L) image", field=field)
+        bits = struct.unpack("<I", data[21:25])[0]
+        width, height = (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    elif chunk == b"VP8X":  # extended: 24-bit canvas sizes minus one
+        width = int.from_bytes(data[24:27], "little") + 1
+        height = int.from_bytes(data[27:30], "little") + 1
+    else:
+        raise RequestError(f"'{field}' is a WebP file of unknown kind {chunk!r}", field=field)
+    return ImageHeader("webp", width, height)
+
+
+def _truncated(kind: str, field: str) -> RequestError:
+    return RequestError(f"'{field}' is a truncated {kind}: its header is incomplete", field=field)
+
+
+def _image_too_large(size: int, limits: RequestLimits, field: str) -> RequestError:
+    return RequestError(
+        f"'{field}' is about {size} bytes, over the limit of {limits.max_image_bytes} "
+        "(AUTOTRACK_MAX_IMAGE_BYTES)",
+        status=413, field=field,
+    )
+
+
+def _json_kind(value: object) -> str:
+    """How a value looks to someone writing JSON: 'a string ("high")', 'an array', ..."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"a boolean ({'true' if value else 'false'})"
+    if isinstance(value, (int, float)):
+        return f"a number ({value})" if abs(value) < 10**12 else "a huge number"
+    if isinstance(value, str):
+        shown = value if len(value) <= 32 else value[:29] + "..."
+        return f"a string ({json.dumps(shown)})"
+    if isinstance(value, (list, tuple)):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return f"a {type(value).__name__}"
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
