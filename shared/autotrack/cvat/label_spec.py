@@ -21,6 +21,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from autotrack.detectors.base import makes_masks
+
 SHAPE_TYPES = ("rectangle", "mask", "polygon")
 _SHOWN_MISMATCHES = 5
 
@@ -105,15 +107,8 @@ def spec_problems(
 
 
 def detector_shape_type(detector: object) -> str:
-    """"mask" for a segmentation model, else "rectangle".
-
-    A detector may say so with a public ``task`` attribute; an ultralytics model keeps it on the
-    wrapped model ("segment" for -seg checkpoints and configs).
-    """
-    task = getattr(detector, "task", None)
-    if task is None:
-        task = getattr(getattr(detector, "_model", None), "task", None)
-    return "mask" if task == "segment" else "rectangle"
+    """"mask" for a segmentation model, else "rectangle"."""
+    return "mask" if makes_masks(detector) else "rectangle"
 
 
 def function_yaml_spec(path: str | Path) -> list[dict]:

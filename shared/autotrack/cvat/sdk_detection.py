@@ -23,6 +23,7 @@ import PIL.Image
 
 from autotrack.detections import Detections
 from autotrack.detectors import DEFAULT_DETECTOR, Detector, class_filter, load_detector
+from autotrack.detectors.base import makes_masks
 from autotrack.detectors.yolox import YoloxOnnxDetector
 from autotrack.errors import AutotrackError
 from autotrack.masks import encode_cvat_mask, mask_to_polygon
@@ -53,7 +54,7 @@ class DetectorFunction:
         masks: bool | None = None,
         polygon_tolerance: float = POLYGON_TOLERANCE,
     ) -> None:
-        segments = _segments(detector)
+        segments = makes_masks(detector)
         if masks and not segments:
             raise AutotrackError("masks were asked for, but this model does not segment")
         if not 0.0 <= float(conf) <= 1.0:
@@ -160,18 +161,6 @@ def pil_to_bgr(image: PIL.Image.Image) -> np.ndarray:
     if image.mode != "RGB":
         image = image.convert("RGB")
     return np.ascontiguousarray(np.asarray(image, dtype=np.uint8)[:, :, ::-1])
-
-
-def _segments(detector: Detector) -> bool:
-    """Whether the detector returns instance masks.
-
-    A detector may say so with a public ``task`` attribute; UltralyticsDetector keeps the
-    ultralytics model, whose ``task`` is "segment" for segmentation checkpoints and configs.
-    """
-    task = getattr(detector, "task", None)
-    if task is None:
-        task = getattr(getattr(detector, "_model", None), "task", None)
-    return task == "segment"
 
 
 def _split_names(classes: Iterable[str] | str | None) -> list[str] | None:

@@ -23,6 +23,12 @@ class Detector(Protocol):
         ...
 
 
+def makes_masks(detector: object) -> bool:
+    """Whether a detector returns instance masks: its ``task`` is "segment" (ultralytics'
+    name for segmentation models); detectors without the attribute make boxes only."""
+    return getattr(detector, "task", "detect") == "segment"
+
+
 def check_frame(frame_bgr: object) -> np.ndarray:
     """The frame as an array, or InputError: a clear message beats a crash deep in a runtime."""
     if not isinstance(frame_bgr, np.ndarray):

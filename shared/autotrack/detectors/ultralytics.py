@@ -47,6 +47,7 @@ class UltralyticsDetector:
         task = getattr(self._model, "task", "detect")
         if task not in _BOX_TASKS:
             raise AutotrackError(f"{model!r} is an ultralytics {task} model, not a box detector")
+        self.task = task  # "detect", "segment" or "pose"
         self.model_name = str(model)
         self.min_score = float(min_score)
         self.nms_iou = float(nms_iou)

@@ -1,0 +1,391 @@
+"""Detect and track objects in a CVAT task's video and upload them as tracks (not shapes).
+
+CVAT's own batch auto-annotation (``cvat-cli task auto-annotate``) writes a box per frame.
+This job streams a task's (or job's) frames through cvat-sdk, runs a detector and ByteTrack,
+thins each track to the keyframes CVAT's interpolation needs, and adds them to the task as
+``LabeledTrack`` s. Before it writes anything it saves the task's annotations to a backup
+file; ``restore BACKUP`` puts them back exactly. ``--replace`` first removes the tracks an
+earlier run of this tool created, and only those (see :mod:`autotrack.cvat.backup`).
+
+Command line: ``tools/annotate_task.py`` (``main`` here). Errors a user can fix print one line
+and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+import numpy as np
+
+from autotrack.errors import AutotrackError, InputError
+
+PROG = "annotate_task.py"
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} must lie in (0, 1]")
+    return value
+
+
+def _frame_number(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a frame number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text}: frame numbers start at 0")
+    return value
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 < value <= 1000.0:
+        raise argparse.ArgumentTypeError(f"{text} must lie in (0, 1000]")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from autotrack.cvat.backup import DEFAULT_BACKUP_DIR
+    from autotrack.detectors import DEFAULT_DETECTOR
+    from autotrack.keyframes import DEFAULT_KEYFRAME_IOU
+
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        usage=(f"{PROG} --server-host URL [--auth USER[:PASSWORD] | --token TOKEN] TASK_ID "
+               "[options]\n"
+               f"       {PROG} --server-host URL [--auth ...] --job JOB_ID [options]\n"
+               f"       {PROG} [--server-host URL] [--auth ...] restore BACKUP"),
+        description="Detect and track objects in a CVAT video task and upload them as tracks "
+                    "with few keyframes. The task's annotations are backed up before any "
+                    "write; 'restore BACKUP' puts a backup back exactly.")
+    parser.add_argument("target", nargs="*", metavar="TASK_ID | restore BACKUP",
+                        help="the task to annotate, or 'restore' and a backup file")
+    server = parser.add_argument_group("server")
+    server.add_argument("--server-host", metavar="URL",
+                        help="CVAT URL, e.g. https://app.cvat.ai or http://localhost:8080")
+    server.add_argument("--auth", metavar="USER[:PASSWORD]",
+                        help="user and password (or $CVAT_USER and $CVAT_PASSWORD; a user "
+                             "alone takes $CVAT_PASSWORD or asks)")
+    server.add_argument("--token", help="personal access token (or $CVAT_ACCESS_TOKEN)")
+    server.add_argument("--org", metavar="SLUG", help="organization context for requests")
+    server.add_argument("--backup-dir", default=DEFAULT_BACKUP_DIR, metavar="DIR",
+                        help="where backups and the list of created tracks go "
+                             f"(default ./{DEFAULT_BACKUP_DIR})")
+    job = parser.add_argument_group("what to annotate")
+    job.add_argument("--job", type=int, metavar="JOB_ID",
+                     help="annotate one job (its frames only) instead of a whole task")
+    job.add_argument("--start", type=_frame_number, help="first task frame to process")
+    job.add_argument("--stop", type=_frame_number, help="last task frame to process (inclusive)")
+    job.add_argument("--image-sequence", action="store_true",
+                     help="accept an image task (mode 'annotation'); say so only when its "
+                          "images are consecutive frames of one video")
+    job.add_argument("--dry-run", action="store_true",
+                     help="run everything, write nothing: print what would be uploaded")
+    job.add_argument("--replace", action="store_true",
+                     help="remove the tracks earlier runs of this tool created in these frames "
+                          "(never tracks a person made or edited)")
+    model = parser.add_argument_group("detector and tracker")
+    model.add_argument("--detector", default=DEFAULT_DETECTOR,
+                       help=f"model name or file (default {DEFAULT_DETECTOR})")
+    model.add_argument("--classes", help="comma-separated detector classes to track "
+                                         "(default: every class that has a task label)")
+    model.add_argument("--label-map", metavar="CLASS=LABEL,...",
+                       help="task label for detector classes whose names differ, e.g. "
+                            "person=pedestrian,car=vehicle")
+    model.add_argument("--conf", type=_fraction, default=0.5,
+                       help="score to be matched first and to start a track (default 0.5)")
+    model.add_argument("--low-conf", type=_fraction, default=0.1,
+                       help="lowest score used at all, to extend tracks (default 0.1)")
+    model.add_argument("--keyframe-iou", type=_fraction, default=DEFAULT_KEYFRAME_IOU,
+                       help="keep a keyframe where CVAT's interpolation would fall below this "
+                            f"IoU with the tracker's box (default {DEFAULT_KEYFRAME_IOU})")
+    model.add_argument("--track-buffer", type=int, default=30,
+                       help="frames (at 30 fps) a lost object is remembered (default 30)")
+    model.add_argument("--fps", type=_positive, default=30.0,
+                       help="the video's frame rate, which CVAT does not store; scales "
+                            "--track-buffer (default 30)")
+    model.add_argument("--device", help="detector device, e.g. cpu, cuda:0")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+_ANNOTATE_ONLY = ("job", "start", "stop", "image_sequence", "dry_run", "replace", "classes",
+                  "label_map", "device")
+
+
+class _CountingDetector:
+    """A detector wrapper that counts, per class the job does not track, frames it appears in."""
+
+    def __init__(self, detector: Any, tracked: np.ndarray, min_score: float, count: bool) -> None:
+        self._detector = detector
+        self._tracked = tracked
+        self._min_score = min_score
+        self._count = count
+        self.class_names = detector.class_names
+        self.frames_with: Counter[int] = Counter()
+
+    def detect(self, frame: np.ndarray) -> Any:
+        detections = self._detector.detect(frame)
+        if self._count and len(detections):
+            other = ~np.isin(detections.class_ids, self._tracked)
+            other &= detections.scores >= self._min_score
+            self.frames_with.update(np.unique(detections.class_ids[other]).tolist())
+        return detections
+
+
+def _pct(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f}%" if whole else "0.0%"
+
+
+def _label_report(tracks_json: list[dict[str, Any]], tracked_frames: dict[int, int],
+                  plan: Any) -> list[str]:
+    lines = []
+    for name, label in plan.label_of_class.items():
+        mine = [t for t in tracks_json if t["label_id"] == label.id]
+        visible = sum(1 for t in mine for s in t["shapes"] if not s["outside"])
+        outside = sum(1 for t in mine for s in t["shapes"] if s["outside"])
+        lines.append(f"  {name} -> label {label}: {len(mine)} tracks, {visible} keyframes "
+                     f"(+{outside} outside markers) for {tracked_frames.get(label.id, 0)} "
+                     "tracked frames")
+    return lines
+
+
+def run_annotate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Annotate the TASK_ID of the command line, or the job of ``--job``."""
+    if args.job is not None:
+        if args.target:
+            raise InputError("give either TASK_ID or --job JOB_ID, not both")
+        return _annotate(args, out, err, task_id=None, job_id=args.job)
+    if len(args.target) != 1:
+        raise InputError("expected one TASK_ID (or --job JOB_ID, or 'restore BACKUP'), got "
+                         f"{' '.join(args.target) or 'none'}")
+    try:
+        task_id = int(args.target[0])
+    except ValueError:
+        raise InputError(f"TASK_ID must be a number, got {args.target[0]!r}") from None
+    return _annotate(args, out, err, task_id=task_id, job_id=None)
+
+
+def _annotate(args: argparse.Namespace, out: TextIO, err: TextIO, *, task_id: int | None,
+              job_id: int | None) -> int:
+    from tqdm import tqdm
+
+    from autotrack.cvat.annotations import get_annotations
+    from autotrack.cvat.backup import Manifest, restore_command, save_backup
+    from autotrack.cvat.connection import connect, credentials_from
+    from autotrack.cvat.labels import plan_labels
+    from autotrack.cvat.task_frames import (
+        TaskFrames,
+        check_trackable,
+        load_labels,
+        load_target,
+        select_frames,
+    )
+    from autotrack.cvat.upload import (
+        create_tracks,
+        delete_tracks,
+        find_own_tracks,
+        verify_upload,
+    )
+    from autotrack.detectors import load_detector
+    from autotrack.export.cvat_json import tracks_to_cvat_json
+    from autotrack.pipeline import track_video
+    from autotrack.trackers.bytetrack import ByteTrack, ByteTrackConfig
+
+    if (task_id is None) == (job_id is None):
+        raise InputError("give a TASK_ID or --job JOB_ID")
+    if not args.server_host:
+        raise InputError("--server-host URL is required")
+    if args.low_conf > args.conf:
+        raise InputError(f"--low-conf {args.low_conf} is above --conf {args.conf}")
+    if args.track_buffer < 0:
+        raise InputError("--track-buffer must not be negative")
+    if args.start is not None and args.stop is not None and args.start > args.stop:
+        raise InputError(f"--start {args.start} is after --stop {args.stop}")
+    classes = [c for c in args.classes.split(",") if c.strip()] if args.classes else None
+
+    credentials = credentials_from(args.auth, args.token)
+    server = connect(args.server_host, credentials, organization=args.org)
+    try:
+        target = load_target(server, task_id=task_id, job_id=job_id)
+        check_trackable(target, image_sequence=args.image_sequence)
+        frames = select_frames(target, args.start, args.stop)
+        labels = load_labels(server, target)
+        detector = load_detector(args.detector, min_score=args.low_conf, device=args.device)
+        plan = plan_labels(detector.class_names, labels, label_map=args.label_map,
+                           classes=classes, task_name=f"task {target.task_id}")
+        defaults = {spec: value for label in labels
+                    for spec, value in label.attribute_defaults.items()}
+        manifest = Manifest.load(args.backup_dir, server.url, target.task_id)
+
+        span = (frames[0], frames[-1])
+        print(f"{target}: frames {span[0]}-{span[1]} ({len(frames)} to process), "
+              f"{args.detector} + ByteTrack", file=out)
+        source = TaskFrames(server, target, frames, fps=args.fps,
+                            warn=lambda message: print(f"warning: {message}", file=err))
+        counting = _CountingDetector(detector, plan.class_ids, args.conf,
+                                     count=not plan.restricted)
+        tracker = ByteTrack(ByteTrackConfig(
+            track_high_thresh=args.conf,
+            track_low_thresh=args.low_conf,
+            new_track_thresh=min(args.conf + 0.1, 1.0),
+            track_buffer=args.track_buffer,
+            frame_rate=args.fps,
+        ))
+        with tqdm(total=len(frames), unit="frame", disable=args.quiet or None,
+                  desc=f"{target.kind} {target.id}", file=err) as bar:
+            result = track_video(source, counting, tracker, class_ids=plan.class_ids,
+                                 on_frame=lambda _: bar.update())
+        document = tracks_to_cvat_json(
+            result.tracks, detector.class_names, min_iou=args.keyframe_iou,
+            frame_count=target.last_frame + 1, label_ids=plan.label_ids(), source="auto",
+            width=target.width, height=target.height)
+        tracks_json = document["tracks"]
+
+        label_of_class_id = {i: plan.label_of_class[name].id
+                             for i, name in enumerate(detector.class_names)
+                             if name in plan.label_of_class}
+        tracked_frames: Counter[int] = Counter()
+        for track in result.tracks:
+            if track.class_id in label_of_class_id:
+                tracked_frames[label_of_class_id[track.class_id]] += len(track.frames)
+        total_frames = sum(tracked_frames.values())
+        visible = sum(1 for t in tracks_json for s in t["shapes"] if not s["outside"])
+        outside = sum(1 for t in tracks_json for s in t["shapes"] if s["outside"])
+        verb = "would upload" if args.dry_run else "to upload"
+        print(f"{verb}: {len(tracks_json)} tracks, {visible} keyframes (+{outside} outside "
+              f"markers) for {total_frames} tracked frames ({_pct(visible, total_frames)}) "
+              f"over {len(frames)} frames", file=out)
+        for line in _label_report(tracks_json, tracked_frames, plan):
+            print(line, file=out)
+        if counting.frames_with:
+            found = ", ".join(f"{detector.class_names[c]} (in {n} frames)"
+                              for c, n in sorted(counting.frames_with.items(),
+                                                 key=lambda kv: (-kv[1], kv[0])))
+            print(f"not uploaded, no label in task {target.task_id}: {found}; map them with "
+                  "--label-map CLASS=LABEL", file=out)
+        if source.fallback_frames:
+            print(f"note: {source.fallback_frames} frames were fetched one by one (chunks "
+                  "unusable)", file=out)
+
+        if args.dry_run:
+            if args.replace:
+                before = get_annotations(server, target.kind, target.id)
+                own = find_own_tracks(before, manifest, defaults, span, target.task_size - 1)
+                print(f"would remove {len(own.ours)} tracks earlier runs created in frames "
+                      f"{span[0]}-{span[1]}" + _kept(own), file=out)
+            print("dry run: nothing was written to the server and no backup was made", file=out)
+            return 0
+        if not tracks_json and not args.replace:
+            print(f"nothing to upload; {target} was not changed", file=out)
+            return 0
+
+        before = get_annotations(server, target.kind, target.id)
+        own = (find_own_tracks(before, manifest, defaults, span, target.task_size - 1)
+               if args.replace else None)
+        if own is not None and not own.ours and not tracks_json:
+            print(f"nothing to upload or remove; {target} was not changed" + _kept(own),
+                  file=out)
+            return 0
+        backup = save_backup(args.backup_dir, server.url, target.kind, target.id,
+                             target.task_id, before, reason="before an autotrack upload")
+        print(f"backup of the annotations before this upload: {backup}", file=out)
+        print(f"to undo the upload: {restore_command(server.url, backup)}", file=out)
+
+        created = create_tracks(server, target, tracks_json, manifest, defaults)
+        print(f"uploaded {len(created.created)} tracks to {target}; their ids are listed in "
+              f"{manifest.path}", file=out)
+        if created.unconfirmed:
+            print(f"warning: the server did not report ids for {created.unconfirmed} tracks; "
+                  "--replace cannot remove those", file=err)
+        deleted_ids: list[int] = []
+        if own is not None:
+            delete_tracks(server, target, own.ours, manifest)
+            deleted_ids = [int(t["id"]) for t in own.ours]
+            print(f"replaced: removed {len(deleted_ids)} tracks earlier runs created in frames "
+                  f"{span[0]}-{span[1]}" + _kept(own), file=out)
+        problems = verify_upload(server, target, before, created.created, deleted_ids,
+                                 manifest, defaults)
+        if problems:
+            for problem in problems:
+                print(f"warning: {problem}", file=err)
+            return 1
+        print(f"checked: {target} reads back as intended", file=out)
+        return 0
+    finally:
+        server.close()
+
+
+def _kept(own: Any) -> str:
+    kept = []
+    if own.edited:
+        kept.append(f"{len(own.edited)} edited since (kept)")
+    if own.out_of_range:
+        kept.append(f"{len(own.out_of_range)} outside these frames (kept)")
+    return f"; {', '.join(kept)}" if kept else ""
+
+
+def run_restore(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from autotrack.cvat.backup import load_backup, restore, restore_command
+    from autotrack.cvat.connection import connect, credentials_from, normalize_url
+
+    if len(args.target) != 2:
+        raise InputError("usage: restore BACKUP (one backup file)")
+    used = [f"--{name.replace('_', '-')}" for name in _ANNOTATE_ONLY
+            if getattr(args, name) not in (None, False)]
+    if used:
+        raise InputError(f"restore takes no {', '.join(used)}")
+    backup = load_backup(args.target[1])
+    url = normalize_url(args.server_host) if args.server_host else backup.server
+    if url != normalize_url(backup.server):
+        raise InputError(f"{backup.path} was saved from {backup.server}, not {url}; restore it "
+                         "there (leave out --server-host)")
+    server = connect(url, credentials_from(args.auth, args.token), organization=args.org)
+    try:
+        result = restore(server, backup, args.backup_dir)
+    finally:
+        server.close()
+    print(f"saved the annotations being replaced to {result.safety_backup} (undo with: "
+          f"{restore_command(url, result.safety_backup)})", file=out)
+    where = f"{backup.kind} {backup.id}"
+    if result.exact:
+        print(f"restored {where} from {backup.path} ({backup.saved_at}): {result.summary}; "
+              "it reads back identical to the backup", file=out)
+        return 0
+    if result.same_content:
+        print(f"restored {where} from {backup.path}: {result.summary}; identical to the backup "
+              "except that the server gave the objects new ids", file=out)
+        return 0
+    print(f"warning: restored {where}, but it reads back different from {backup.path} "
+          f"({result.summary})", file=err)
+    return 1
+
+
+def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None,
+         err: TextIO | None = None) -> int:
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.target[:1] == ["restore"]:
+            return run_restore(args, out, err)
+        return run_annotate(args, out, err)
+    except AutotrackError as exc:
+        print(f"{PROG}: error: {exc}", file=err)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=err)
+        return 130
