@@ -25,11 +25,15 @@ class Matching(NamedTuple):
 def linear_assignment(cost: np.ndarray, threshold: float) -> Matching:
     """Maximum-saving matching over pairs with ``cost <= threshold``."""
     n_rows, n_cols = cost.shape
+    if cost.size and (n_rows == 1 or n_cols == 1):
+        return _single_line(cost, threshold)
     admissible = cost <= threshold
-    rows, cols = np.nonzero(admissible)
+    rows, cols = admissible.nonzero()
     # rows come out sorted: each row and each column at most once means no rivalry.
-    isolated = (len(rows) < 2 or (rows[1:] > rows[:-1]).all()) and (
-        len(cols) < 2 or np.bincount(cols).max() == 1)
+    # (ufunc reductions and array methods here: numpy's function wrappers cost more than
+    # the work on matrices this small.)
+    isolated = (len(rows) < 2 or np.logical_and.reduce(rows[1:] > rows[:-1])) and (
+        len(cols) < 2 or np.maximum.reduce(np.bincount(cols)) == 1)
     if not isolated:
         candidate_rows = np.unique(rows)
         candidate_cols = np.unique(cols)
@@ -41,8 +45,20 @@ def linear_assignment(cost: np.ndarray, threshold: float) -> Matching:
         keep = sub_admissible[r, c]
         rows = candidate_rows[r[keep]]
         cols = candidate_cols[c[keep]]
-    row_free = np.ones(n_rows, dtype=bool)
-    row_free[rows] = False
-    col_free = np.ones(n_cols, dtype=bool)
-    col_free[cols] = False
-    return Matching(rows, cols, np.nonzero(row_free)[0], np.nonzero(col_free)[0])
+    row_taken = np.zeros(n_rows, dtype=bool)
+    row_taken[rows] = True
+    col_taken = np.zeros(n_cols, dtype=bool)
+    col_taken[cols] = True
+    return Matching(rows, cols, (~row_taken).nonzero()[0], (~col_taken).nonzero()[0])
+
+
+def _single_line(cost: np.ndarray, threshold: float) -> Matching:
+    """One row or one column (common in the later stages): the best admissible pair, if any."""
+    n_rows, n_cols = cost.shape
+    best = int(np.argmin(cost))
+    all_rows, all_cols = np.arange(n_rows), np.arange(n_cols)
+    if cost.flat[best] > threshold:
+        return Matching(all_rows[:0], all_cols[:0], all_rows, all_cols)
+    row, col = divmod(best, n_cols)
+    return Matching(all_rows[row:row + 1], all_cols[col:col + 1],
+                    np.delete(all_rows, row), np.delete(all_cols, col))

@@ -59,9 +59,19 @@ class KalmanFilterXYAH:
     std_weight_velocity: float = 1.0 / 160
     _transition: np.ndarray = field(default_factory=_transition, repr=False, compare=False)
 
-    def _noise_rows(self, position: float, velocity: float, aspect: tuple[float, float]
+    def __post_init__(self) -> None:
+        # Noise terms as (per h^2, constant) rows over the packed state, built once: the
+        # filter runs every frame, the weights never change.
+        wp, wv = self.std_weight_position, self.std_weight_velocity
+        object.__setattr__(self, "_initial_noise", self._noise_rows(2 * wp, 10 * wv, (1e-2, 1e-5)))
+        object.__setattr__(self, "_process_noise", self._noise_rows(wp, wv, (1e-2, 1e-5)))
+        object.__setattr__(self, "_measurement_per_h2", _HEIGHT_SCALED * wp**2)
+        object.__setattr__(self, "_measurement_constant", _ASPECT * 1e-1**2)
+
+    @staticmethod
+    def _noise_rows(position: float, velocity: float, aspect: tuple[float, float]
                     ) -> tuple[np.ndarray, np.ndarray]:
-        """(per h^2, constant) noise added to the packed state's variance columns."""
+        """(per h^2, constant) variances added to the packed state's variance columns."""
         per_h2 = np.zeros(STATE_SIZE)
         constant = np.zeros(STATE_SIZE)
         per_h2[POS_VAR] = _HEIGHT_SCALED * position**2
@@ -72,8 +82,7 @@ class KalmanFilterXYAH:
 
     def initiate(self, measurements: np.ndarray) -> np.ndarray:
         """Packed states (N, 20) of new tracks from xyah measurements (N, 4)."""
-        per_h2, constant = self._noise_rows(
-            2 * self.std_weight_position, 10 * self.std_weight_velocity, (1e-2, 1e-5))
+        per_h2, constant = self._initial_noise
         h = measurements[:, _HEIGHT]
         state = np.multiply.outer(h * h, per_h2)
         state += constant
@@ -82,8 +91,7 @@ class KalmanFilterXYAH:
 
     def predict(self, state: np.ndarray) -> np.ndarray:
         """One time step ahead for every track: x += v, P = F P F^T + Q."""
-        per_h2, constant = self._noise_rows(
-            self.std_weight_position, self.std_weight_velocity, (1e-2, 1e-5))
+        per_h2, constant = self._process_noise
         h = state[:, _HEIGHT]
         predicted = state @ self._transition
         predicted += np.multiply.outer(h * h, per_h2)
@@ -98,31 +106,31 @@ class KalmanFilterXYAH:
         variance += state[:, POS_VAR]
         return variance
 
-    @property
-    def _measurement_per_h2(self) -> np.ndarray:
-        return _HEIGHT_SCALED * self.std_weight_position**2
-
-    @property
-    def _measurement_constant(self) -> np.ndarray:
-        return _ASPECT * 1e-1**2
-
-    def update(self, state: np.ndarray, measurements: np.ndarray) -> np.ndarray:
+    def update(self, state: np.ndarray, measurements: np.ndarray,
+               out: np.ndarray | None = None) -> np.ndarray:
         """Posterior of each track given its matched xyah measurement (row i with row i).
 
         Per coordinate, with S = pp + r: gains (K_pos, K_vel) = (pp, pv) / S,
         (x, v) += K * innovation, (pp, pv) -= K_pos * (pp, pv), vv -= K_vel * pv.
-        Pairs of column groups are handled together through (N, 2, 4) views.
+        Pairs of column groups are handled together through (N, 2, 4) views. ``out`` (which
+        may be ``state`` itself) receives the posterior instead of a new array.
         """
         n = len(state)
         s = self.innovation_variance(state)
         covariances = state[:, POS_VAR.start:POS_VEL_COV.stop].reshape(n, 2, 4)  # pp, pv
         gain = covariances / s[:, None, :]  # K_pos, K_vel
         innovation = measurements - state[:, POSITION]
-        posterior = state.copy()
+        velocity_decrease = gain[:, 1, :] * state[:, POS_VEL_COV]
+        covariance_decrease = gain[:, :1, :] * covariances
+        if out is None:
+            posterior = state.copy()
+        else:
+            posterior = out
+            if out is not state:
+                posterior[:] = state
         posterior[:, MEAN].reshape(n, 2, 4)[:] += gain * innovation[:, None, :]
-        posterior[:, POS_VAR.start:POS_VEL_COV.stop].reshape(n, 2, 4)[:] -= (
-            gain[:, :1, :] * covariances)
-        posterior[:, VEL_VAR] -= gain[:, 1, :] * state[:, POS_VEL_COV]
+        posterior[:, POS_VAR.start:POS_VEL_COV.stop].reshape(n, 2, 4)[:] -= covariance_decrease
+        posterior[:, VEL_VAR] -= velocity_decrease
         return posterior
 
     def gating_distance(self, state: np.ndarray, measurements: np.ndarray,

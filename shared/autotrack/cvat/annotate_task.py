@@ -302,7 +302,8 @@ def _annotate(args: argparse.Namespace, out: TextIO, err: TextIO, *, task_id: in
         backup = save_backup(args.backup_dir, server.url, target.kind, target.id,
                              target.task_id, before, reason="before an autotrack upload")
         print(f"backup of the annotations before this upload: {backup}", file=out)
-        print(f"to undo the upload: {restore_command(server.url, backup)}", file=out)
+        print(f"to undo the upload: {restore_command(server.url, backup, credentials.user)}",
+              file=out)
 
         created = create_tracks(server, target, tracks_json, manifest, defaults)
         print(f"uploaded {len(created.created)} tracks to {target}; their ids are listed in "
@@ -334,6 +335,9 @@ def _kept(own: Any) -> str:
         kept.append(f"{len(own.edited)} edited since (kept)")
     if own.out_of_range:
         kept.append(f"{len(own.out_of_range)} outside these frames (kept)")
+    if own.crossing:
+        kept.append(f"{len(own.crossing)} reaching past these frames (kept; a run over their "
+                    "frames replaces them)")
     return f"; {', '.join(kept)}" if kept else ""
 
 
@@ -352,13 +356,14 @@ def run_restore(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if url != normalize_url(backup.server):
         raise InputError(f"{backup.path} was saved from {backup.server}, not {url}; restore it "
                          "there (leave out --server-host)")
-    server = connect(url, credentials_from(args.auth, args.token), organization=args.org)
+    credentials = credentials_from(args.auth, args.token)
+    server = connect(url, credentials, organization=args.org)
     try:
         result = restore(server, backup, args.backup_dir)
     finally:
         server.close()
     print(f"saved the annotations being replaced to {result.safety_backup} (undo with: "
-          f"{restore_command(url, result.safety_backup)})", file=out)
+          f"{restore_command(url, result.safety_backup, credentials.user)})", file=out)
     where = f"{backup.kind} {backup.id}"
     if result.exact:
         print(f"restored {where} from {backup.path} ({backup.saved_at}): {result.summary}; "

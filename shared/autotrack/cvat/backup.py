@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from autotrack.cvat.annotations import canonical, counts, get_annotations, put_annotations
-from autotrack.cvat.connection import CvatError, Server, host_label
+from autotrack.cvat.connection import Server, host_label
 from autotrack.errors import InputError
 
 BACKUP_FORMAT = "autotrack-cvat-annotations-backup"
@@ -135,8 +135,11 @@ def load_backup(path: str | os.PathLike[str]) -> Backup:
         raise InputError(f"{path}: backup is missing its server, resource or annotations") from None
 
 
-def restore_command(server_url: str, path: Path) -> str:
-    return f"python tools/annotate_task.py --server-host {server_url} restore {path}"
+def restore_command(server_url: str, path: Path, user: str | None = None) -> str:
+    """The command line that restores ``path`` (the password comes from the environment or a
+    prompt, a token from ``$CVAT_ACCESS_TOKEN``)."""
+    auth = f" --auth {user}" if user else ""
+    return f"python tools/annotate_task.py --server-host {server_url}{auth} restore {path}"
 
 
 @dataclass(frozen=True)
@@ -211,7 +214,6 @@ class Manifest:
 __all__ = [
     "DEFAULT_BACKUP_DIR",
     "Backup",
-    "CvatError",
     "Manifest",
     "RestoreResult",
     "load_backup",

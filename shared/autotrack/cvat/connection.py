@@ -123,7 +123,8 @@ def normalize_url(url: str) -> str:
     try:
         parts.port  # noqa: B018 (raises on a bad port)
     except ValueError:
-        raise CvatConnectionError(f"bad server URL {url!r}: the port is not a number 0-65535") from None
+        raise CvatConnectionError(
+            f"bad server URL {url!r}: the port is not a number 0-65535") from None
     if not parts.hostname:
         raise CvatConnectionError(f"bad server URL {url!r}: no host name")
     if parts.query or parts.fragment:
@@ -145,6 +146,16 @@ def _one_line(text: str, limit: int = 300) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
+def _messages(value: Any, field: str = "") -> list[str]:
+    """The strings in a DRF error body, each prefixed by its field (not for general errors)."""
+    if isinstance(value, dict):
+        return [m for key, item in value.items() for m in _messages(
+            item, "" if key in ("detail", "non_field_errors") else f"{field}{key}: ")]
+    if isinstance(value, list):
+        return [m for item in value for m in _messages(item, field)]
+    return [f"{field}{value}"]
+
+
 def _server_detail(body: Any) -> str:
     """The message in a DRF error body (``{"detail": ...}``, field errors, a list), one line."""
     if isinstance(body, bytes):
@@ -155,9 +166,7 @@ def _server_detail(body: Any) -> str:
         data = json.loads(body)
     except (TypeError, ValueError):
         return _one_line(body, 200) if "<html" not in str(body).lower() else ""
-    if isinstance(data, dict) and "detail" in data and len(data) == 1:
-        return _one_line(str(data["detail"]))
-    return _one_line(json.dumps(data, ensure_ascii=False))
+    return _one_line("; ".join(_messages(data)))
 
 
 def _reason_of(exc: BaseException) -> str:
@@ -228,8 +237,7 @@ def translate_error(exc: BaseException, what: str, url: str,
             return CvatAuthError(f"cannot {what}: {url} does not accept {who} "
                                  f"(401 Unauthorized){suffix}")
         if status == 403:
-            return CvatAuthError(f"cannot {what}: {who} is not allowed to "
-                                 f"(403 Forbidden){suffix}")
+            return CvatAuthError(f"cannot {what}: 403 Forbidden for {who}{suffix}")
         if status == 404:
             return CvatNotFoundError(f"cannot {what}: not found on {url} (404), or not "
                                      f"visible to {who}")
@@ -262,7 +270,7 @@ def connect(url: str, credentials: Credentials, *, organization: str | None = No
         raise CvatConnectionError(f"bad server URL {url!r}: {exc}") from None
     server = Server(client, url, credentials)
     try:
-        about, _ = server.call("connect", client.api_client.server_api.retrieve_about)
+        about, _ = server.call("connect to CVAT", client.api_client.server_api.retrieve_about)
     except CvatNotFoundError:
         raise CvatConnectionError(
             f"{url} does not look like a CVAT server: GET /api/server/about answered 404 "

@@ -67,7 +67,9 @@ def parse_label_map(text: str | None) -> list[tuple[str, str]]:
     return pairs
 
 
-def _label_index(labels: Sequence[TaskLabel]) -> tuple[dict[str, TaskLabel], dict[str, list[TaskLabel]]]:
+def _label_index(
+    labels: Sequence[TaskLabel],
+) -> tuple[dict[str, TaskLabel], dict[str, list[TaskLabel]]]:
     exact = {label.name: label for label in labels}
     folded: dict[str, list[TaskLabel]] = {}
     for label in labels:

@@ -54,7 +54,8 @@ class Target:
 
     def __str__(self) -> str:
         if self.kind == "job":
-            return f"job {self.id} (frames {self.first_frame}-{self.last_frame} of task {self.task_id})"
+            return (f"job {self.id} (frames {self.first_frame}-{self.last_frame} of task "
+                    f"{self.task_id})")
         return f"task {self.id} {self.name!r}"
 
 
@@ -151,8 +152,9 @@ def load_labels(server: Server, target: Target) -> list[TaskLabel]:
         for item in result.results:
             if _value(item, "parent_id") is not None or _value(item, "has_parent", False):
                 continue  # a skeleton's point: not a label of its own
+            specs = _value(item, "attributes", []) or []
             defaults = {int(a["id"]): str(_value(a, "default_value", ""))
-                        for a in (_value(item, "attributes", []) or []) if _value(a, "id") is not None}
+                        for a in specs if _value(a, "id") is not None}
             labels.append(TaskLabel(int(item.id), str(item.name),
                                     str(_value(item, "type", "any") or "any"), defaults))
         if not _value(result, "next"):

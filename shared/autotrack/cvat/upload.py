@@ -30,17 +30,18 @@ MAX_SHAPES_PER_REQUEST = 2000
 
 
 def track_span(track: Mapping[str, Any], last_frame: int) -> tuple[int, int]:
-    """First and last frame where CVAT shows (or may show) the track.
+    """First and last frame where CVAT shows the track.
 
-    A track whose last keyframe is visible stays visible to the end of the task.
+    A track ends the frame before its closing outside keyframe; one whose last keyframe is
+    visible stays visible to the end of the task (``last_frame``).
     """
     shapes = sorted(track.get("shapes") or [], key=lambda s: int(s["frame"]))
     if not shapes:
         frame = int(track["frame"])
         return frame, frame
-    last = shapes[-1]
-    end = int(last["frame"]) if last.get("outside") else max(last_frame, int(last["frame"]))
-    return int(shapes[0]["frame"]), end
+    first, last = int(shapes[0]["frame"]), shapes[-1]
+    end = int(last["frame"]) - 1 if last.get("outside") else max(last_frame, int(last["frame"]))
+    return first, max(first, end)
 
 
 @dataclass
@@ -50,6 +51,7 @@ class OwnTracks:
     ours: list[dict[str, Any]] = field(default_factory=list)  # provably ours, in range
     edited: list[int] = field(default_factory=list)  # ours once, changed since: kept
     out_of_range: list[int] = field(default_factory=list)  # ours, outside the frames: kept
+    crossing: list[int] = field(default_factory=list)  # ours, partly outside the frames: kept
     missing: list[int] = field(default_factory=list)  # in the manifest, not on the target
 
 
@@ -59,7 +61,9 @@ def find_own_tracks(annotations: Mapping[str, Any], manifest: Manifest,
     """Sort the target's tracks listed in the manifest into removable and kept ones.
 
     Removable: id in the manifest, ``source`` still ``auto``, content unchanged (same
-    fingerprint) and shown somewhere in ``frames`` (first, last). Anything else stays.
+    fingerprint) and shown only inside ``frames`` (first, last), the frames being recomputed.
+    A track reaching past them is kept whole: removing it would lose the part this run does
+    not recompute. Anything else stays too.
     """
     found = OwnTracks()
     present = set()
@@ -76,8 +80,10 @@ def find_own_tracks(annotations: Mapping[str, Any], manifest: Manifest,
         first, last = track_span(track, task_last_frame)
         if last < frames[0] or first > frames[1]:
             found.out_of_range.append(int(track_id))
-            continue
-        found.ours.append(track)
+        elif first < frames[0] or last > frames[1]:
+            found.crossing.append(int(track_id))
+        else:
+            found.ours.append(track)
     found.missing = sorted(set(manifest.tracks) - present)
     return found
 

@@ -125,18 +125,18 @@ class ByteTrack:
         boxes, scores, classes = detections.boxes, detections.scores, detections.class_ids
         # Zero-area or non-finite boxes would put inf into the Kalman state (a = w / h).
         size = boxes[:, 2:] - boxes[:, :2]  # NaN or inf anywhere fails one of the tests
-        valid = ((size > 0) & (size < np.inf)).all(axis=1) & np.isfinite(scores)
-        high = np.nonzero(valid & (scores > cfg.track_high_thresh))[0]
-        low = np.nonzero(valid & (scores > cfg.track_low_thresh)
-                         & (scores < cfg.track_high_thresh))[0]
+        valid = np.logical_and.reduce((size > 0) & (size < np.inf), axis=1) & np.isfinite(scores)
+        high = (valid & (scores > cfg.track_high_thresh)).nonzero()[0]
+        low = (valid & (scores > cfg.track_low_thresh)
+               & (scores < cfg.track_high_thresh)).nonzero()[0]
         fuse = scores if cfg.fuse_score else None
 
         table = self._table
         state = table[:, STATE]
         unconfirmed_mask = (state == TRACKED) & (table[:, ACTIVATED] == 0)
-        unconfirmed = np.nonzero(unconfirmed_mask)[0]
+        unconfirmed = unconfirmed_mask.nonzero()[0]
         # Tracked rows precede lost rows, so this is the reference's tracked + lost pool.
-        pool = np.nonzero(~unconfirmed_mask)[0]
+        pool = (~unconfirmed_mask).nonzero()[0]
 
         # Predict the pool; a lost track's height velocity is frozen, as in the reference.
         # Unconfirmed tracks are not predicted (their velocity is zero; only the covariance
@@ -187,7 +187,8 @@ class ByteTrack:
         if len(rows):
             matched = table[rows]  # edit a compact copy, write it back once
             matched_boxes = boxes[dets]
-            matched[:, KALMAN] = self.kalman.update(matched[:, KALMAN], xyxy_to_xyah(matched_boxes))
+            kalman_state = matched[:, KALMAN]
+            self.kalman.update(kalman_state, xyxy_to_xyah(matched_boxes), out=kalman_state)
             matched[:, DETECTION] = matched_boxes
             length = matched[:, LENGTH]
             length += 1
@@ -205,7 +206,7 @@ class ByteTrack:
         expired[newly_lost] = False
 
         births = remaining[scores[remaining] >= cfg.new_track_thresh]
-        self._arrange(dropped, np.nonzero(expired)[0], newly_lost, refound,
+        self._arrange(dropped, expired.nonzero()[0], newly_lost, refound,
                       boxes[births], scores[births], classes[births])
         output = self._confirmed_output()
         if confirmed_late is not None and len(confirmed_late):
@@ -229,8 +230,9 @@ class ByteTrack:
         group[newly_lost] = _LOST_NOW
         group[dropped] = _GONE
         group[expired] = _GONE
-        group = np.concatenate([group, np.full(born, _NEW, dtype=group.dtype)])
-        order = np.argsort(group, kind="stable")[: len(group) - np.count_nonzero(group == _GONE)]
+        if born:
+            group = np.concatenate([group, np.full(born, _NEW, dtype=group.dtype)])
+        order = group.argsort(kind="stable")[: len(group) - np.add.reduce(group == _GONE)]
         if born:
             new = np.zeros((born, WIDTH))
             new[:, ID] = np.arange(self.next_id, self.next_id + born)
@@ -249,12 +251,12 @@ class ByteTrack:
         """A tracked and a lost track on the same object: keep the one followed longer.
         Returns the boxes of the rows kept."""
         table = self._table
-        n_tracked = len(table) - np.count_nonzero(table[:, STATE] == LOST)
+        n_tracked = len(table) - np.add.reduce(table[:, STATE] == LOST)
         if n_tracked == 0 or n_tracked == len(table):
             return boxes
         # The table lists tracked rows before lost rows.
         overlap = iou_matrix(boxes[:n_tracked], boxes[n_tracked:]) > self.config.duplicate_iou
-        p, q = np.nonzero(overlap)
+        p, q = overlap.nonzero()
         if not len(p):
             return boxes
         q += n_tracked
