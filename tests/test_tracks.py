@@ -41,3 +41,22 @@ def test_frames_must_increase_per_track():
     collector.add(2, objects([1], [[0, 0, 1, 1]]))
     with pytest.raises(ValueError):
         collector.add(2, objects([1], [[0, 0, 1, 1]]))
+
+
+def test_smoothing_removes_jitter_within_runs_only():
+    from autotrack.smoothing import smooth_track
+    from autotrack.tracks import Track
+
+    rng = np.random.default_rng(0)
+    frames = np.r_[np.arange(0, 40), np.arange(50, 90)]
+    truth = np.stack([frames * 2.0, frames * 0 + 10, frames * 2.0 + 40, frames * 0 + 90], axis=1)
+    noisy = truth + rng.normal(0, 2, truth.shape)
+    track = Track(1, 0, frames, noisy, np.ones(len(frames)))
+    smoothed = smooth_track(track, 1.0)
+    assert np.abs(smoothed.boxes - truth).mean() < 0.7 * np.abs(noisy - truth).mean()
+    # Nothing leaks across the gap: the first run alone gives the same boxes.
+    first = smooth_track(Track(1, 0, frames[:40], noisy[:40], np.ones(40)), 1.0)
+    assert np.array_equal(first.boxes, smoothed.boxes[:40])
+    assert smooth_track(track, 0) is track
+    with pytest.raises(ValueError):
+        smooth_track(track, -1)

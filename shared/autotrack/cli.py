@@ -18,20 +18,11 @@ TRACKERS = ("bytetrack",)
 _SUFFIX_FORMATS = {".xml": "cvat-video", ".txt": "mot", ".json": "json"}
 
 
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} must lie in (0, 1]")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     from autotrack.detectors import DEFAULT_DETECTOR
     from autotrack.export import EXPORT_FORMATS
     from autotrack.keyframes import DEFAULT_KEYFRAME_IOU
+    from autotrack.tracking_options import add_tracking_arguments, fraction
 
     parser = argparse.ArgumentParser(
         prog="autotrack", description="Video tracking models as CVAT annotations.")
@@ -50,20 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
                                "yolo11n.pt, rtdetr-l.pt with the [ultralytics] extra)")
     annotate.add_argument("--tracker", choices=TRACKERS, default="bytetrack")
     annotate.add_argument("--classes", help="comma-separated class names to keep, e.g. person,car")
-    annotate.add_argument("--conf", type=_fraction, default=0.5,
-                          help="score a detection needs to be matched first and to start a track "
-                               "(lower ones down to --low-conf still extend tracks; default 0.5)")
-    annotate.add_argument("--low-conf", type=_fraction, default=0.1,
-                          help="lowest score a detection may have to be used at all (default 0.1)")
-    annotate.add_argument("--keyframe-iou", type=_fraction, default=DEFAULT_KEYFRAME_IOU,
+    add_tracking_arguments(annotate)
+    annotate.add_argument("--keyframe-iou", type=fraction, default=DEFAULT_KEYFRAME_IOU,
                           help="keep a keyframe where CVAT's interpolation would fall below this "
                                f"IoU with the tracker's box (default {DEFAULT_KEYFRAME_IOU})")
-    annotate.add_argument("--track-buffer", type=int, default=30,
-                          help="frames (at 30 fps) a lost object is remembered (default 30)")
-    annotate.add_argument("--boxes", choices=("kalman", "detection"), default="kalman",
-                          help="box written per frame: the tracker's Kalman estimate (smooth, "
-                               "few keyframes; default) or the matched detection (as the "
-                               "detector saw it, jittery)")
     annotate.add_argument("--device", help="detector device, e.g. cpu, cuda:0")
     annotate.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return parser
@@ -85,33 +66,23 @@ def annotate(args: argparse.Namespace) -> int:
     from autotrack.export import write_tracks
     from autotrack.keyframes import keyframe_stats
     from autotrack.pipeline import track_video
-    from autotrack.trackers.bytetrack import ByteTrack, ByteTrackConfig
+    from autotrack.tracking_options import TrackingOptions
     from autotrack.video import FrameSource
 
     fmt = _output_format(args)
-    if args.low_conf > args.conf:
-        raise InputError(f"--low-conf {args.low_conf} is above --conf {args.conf}")
-    if args.track_buffer < 0:
-        raise InputError("--track-buffer must not be negative")
+    options = TrackingOptions.from_args(args)
     output = Path(args.output)
     if not output.parent.exists():
         raise InputError(f"{output.parent}: output folder does not exist")
     source = FrameSource(args.source)
-    detector = load_detector(args.detector, min_score=args.low_conf, device=args.device)
+    detector = load_detector(args.detector, min_score=options.low_conf, device=args.device)
     classes = [c for c in args.classes.split(",") if c.strip()] if args.classes else None
     class_ids = class_filter(detector.class_names, classes)
-    tracker = ByteTrack(ByteTrackConfig(
-        track_high_thresh=args.conf,
-        track_low_thresh=args.low_conf,
-        new_track_thresh=min(args.conf + 0.1, 1.0),  # ByteTrack's det_thresh
-        track_buffer=args.track_buffer,
-        frame_rate=source.info.fps,
-        report_detection_boxes=args.boxes == "detection",
-    ))
+    tracker = options.tracker(source.info.fps)
     with tqdm(total=source.info.frame_count, unit="frame", disable=args.quiet or None,
               desc=Path(args.source).name, file=sys.stderr) as bar:
         result = track_video(source, detector, tracker, class_ids=class_ids,
-                             on_frame=lambda _: bar.update())
+                             on_frame=lambda _: bar.update(), smooth=options.smooth)
     if result.frames_read == 0:
         raise InputError(f"{args.source}: no frames could be decoded")
     started = time.perf_counter()

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from autotrack.detectors.base import Detector, filter_detections
+from autotrack.smoothing import smooth_track
 from autotrack.trackers.base import MultiObjectTracker
 from autotrack.tracks import Track, TrackCollector
 from autotrack.video import FrameSource, VideoInfo
@@ -44,8 +45,10 @@ def track_video(
     *,
     class_ids: np.ndarray | None = None,
     on_frame: Callable[[int], None] | None = None,
+    smooth: float = 0.0,
 ) -> AnnotationResult:
-    """Run detection and tracking on every frame; collect whole-video tracks."""
+    """Run detection and tracking on every frame; collect whole-video tracks, smoothed over
+    time with a Gaussian of ``smooth`` frames (0: as the tracker reported them)."""
     times = StageTimes()
     collector = TrackCollector()
     frames_read = 0
@@ -64,5 +67,5 @@ def track_video(
         if on_frame is not None:
             on_frame(index)
         start = clock()
-    return AnnotationResult(collector.tracks(), tuple(detector.class_names), source.info,
-                            frames_read, times)
+    tracks = [smooth_track(track, smooth) for track in collector.tracks()]
+    return AnnotationResult(tracks, tuple(detector.class_names), source.info, frames_read, times)

@@ -17,23 +17,15 @@ import argparse
 import sys
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 import numpy as np
 
 from autotrack.errors import AutotrackError, InputError
+from autotrack.tracking_options import TrackingOptions, add_tracking_arguments, fraction
 
 PROG = "annotate_task.py"
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} must lie in (0, 1]")
-    return value
 
 
 def _frame_number(text: str) -> int:
@@ -80,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "alone takes $CVAT_PASSWORD or asks)")
     server.add_argument("--token", help="personal access token (or $CVAT_ACCESS_TOKEN)")
     server.add_argument("--org", metavar="SLUG", help="organization context for requests")
+    server.add_argument("--insecure", action="store_true",
+                        help="do not verify the server's TLS certificate")
     server.add_argument("--backup-dir", default=DEFAULT_BACKUP_DIR, metavar="DIR",
                         help="where backups and the list of created tracks go "
                              f"(default ./{DEFAULT_BACKUP_DIR})")
@@ -104,15 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--label-map", metavar="CLASS=LABEL,...",
                        help="task label for detector classes whose names differ, e.g. "
                             "person=pedestrian,car=vehicle")
-    model.add_argument("--conf", type=_fraction, default=0.5,
-                       help="score to be matched first and to start a track (default 0.5)")
-    model.add_argument("--low-conf", type=_fraction, default=0.1,
-                       help="lowest score used at all, to extend tracks (default 0.1)")
-    model.add_argument("--keyframe-iou", type=_fraction, default=DEFAULT_KEYFRAME_IOU,
+    add_tracking_arguments(model)
+    model.add_argument("--keyframe-iou", type=fraction, default=DEFAULT_KEYFRAME_IOU,
                        help="keep a keyframe where CVAT's interpolation would fall below this "
                             f"IoU with the tracker's box (default {DEFAULT_KEYFRAME_IOU})")
-    model.add_argument("--track-buffer", type=int, default=30,
-                       help="frames (at 30 fps) a lost object is remembered (default 30)")
     model.add_argument("--fps", type=_positive, default=30.0,
                        help="the video's frame rate, which CVAT does not store; scales "
                             "--track-buffer (default 30)")
@@ -178,155 +167,191 @@ def run_annotate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return _annotate(args, out, err, task_id=task_id, job_id=None)
 
 
+@dataclass
+class _Job:
+    """Everything one annotation run needs, gathered before the detector starts."""
+
+    server: Any  # autotrack.cvat.connection.Server
+    target: Any  # autotrack.cvat.task_frames.Target
+    frames: list[int]
+    plan: Any  # autotrack.cvat.labels.LabelPlan
+    detector: Any
+    attribute_defaults: dict[int, str]
+    manifest: Any  # autotrack.cvat.backup.Manifest
+    user: str | None
+
+    @property
+    def span(self) -> tuple[int, int]:
+        return self.frames[0], self.frames[-1]
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """Option errors, found before anything touches the network."""
+    if not args.server_host:
+        raise InputError("--server-host URL is required")
+    TrackingOptions.from_args(args)  # checks --conf, --low-conf, --track-buffer, --smooth
+    if args.start is not None and args.stop is not None and args.start > args.stop:
+        raise InputError(f"--start {args.start} is after --stop {args.stop}")
+
+
 def _annotate(args: argparse.Namespace, out: TextIO, err: TextIO, *, task_id: int | None,
               job_id: int | None) -> int:
-    from tqdm import tqdm
-
-    from autotrack.cvat.annotations import get_annotations
-    from autotrack.cvat.backup import Manifest, restore_command, save_backup
     from autotrack.cvat.connection import connect, credentials_from
+
+    _check_options(args)
+    credentials = credentials_from(args.auth, args.token)
+    server = connect(args.server_host, credentials, organization=args.org,
+                     verify_ssl=not args.insecure)
+    try:
+        job = _prepare(server, args, task_id, job_id, credentials.user)
+        print(f"{job.target}: frames {job.span[0]}-{job.span[1]} ({len(job.frames)} to "
+              f"process), {args.detector} + ByteTrack", file=out)
+        tracks_json = _detect_and_track(job, args, out, err)
+        if args.dry_run:
+            return _dry_run(job, args, out)
+        return _write(job, tracks_json, args, out, err)
+    finally:
+        server.close()
+
+
+def _prepare(server: Any, args: argparse.Namespace, task_id: int | None, job_id: int | None,
+             user: str | None) -> _Job:
+    """Read and check the target, pick its frames, map labels, load the detector."""
+    from autotrack.cvat.backup import Manifest
     from autotrack.cvat.labels import plan_labels
     from autotrack.cvat.task_frames import (
-        TaskFrames,
         check_trackable,
         load_labels,
         load_target,
         select_frames,
     )
+    from autotrack.detectors import load_detector
+
+    target = load_target(server, task_id=task_id, job_id=job_id)
+    check_trackable(target, image_sequence=args.image_sequence)
+    frames = select_frames(target, args.start, args.stop)
+    labels = load_labels(server, target)
+    detector = load_detector(args.detector, min_score=args.low_conf, device=args.device)
+    classes = [c for c in args.classes.split(",") if c.strip()] if args.classes else None
+    plan = plan_labels(detector.class_names, labels, label_map=args.label_map,
+                       classes=classes, task_name=f"task {target.task_id}")
+    defaults = {spec: value for label in labels for spec, value in label.attribute_defaults.items()}
+    manifest = Manifest.load(args.backup_dir, server.url, target.task_id)
+    return _Job(server, target, frames, plan, detector, defaults, manifest, user)
+
+
+def _detect_and_track(job: _Job, args: argparse.Namespace, out: TextIO,
+                      err: TextIO) -> list[dict[str, Any]]:
+    """Stream the frames through detector and ByteTrack; print and return the thinned tracks."""
+    from tqdm import tqdm
+
+    from autotrack.cvat.task_frames import TaskFrames
+    from autotrack.export.cvat_json import tracks_to_cvat_json
+    from autotrack.pipeline import track_video
+
+    target, plan, names = job.target, job.plan, job.detector.class_names
+    source = TaskFrames(job.server, target, job.frames, fps=args.fps,
+                        warn=lambda message: print(f"warning: {message}", file=err))
+    counting = _CountingDetector(job.detector, plan.class_ids, args.conf,
+                                 count=not plan.restricted)
+    options = TrackingOptions.from_args(args)
+    tracker = options.tracker(args.fps)
+    with tqdm(total=len(job.frames), unit="frame", disable=args.quiet or None,
+              desc=f"{target.kind} {target.id}", file=err) as bar:
+        result = track_video(source, counting, tracker, class_ids=plan.class_ids,
+                             on_frame=lambda _: bar.update(), smooth=options.smooth)
+    tracks_json = tracks_to_cvat_json(
+        result.tracks, names, min_iou=args.keyframe_iou, frame_count=target.last_frame + 1,
+        label_ids=plan.label_ids(), source="auto", width=target.width,
+        height=target.height)["tracks"]
+
+    label_of_class = {i: plan.label_of_class[name].id for i, name in enumerate(names)
+                      if name in plan.label_of_class}
+    tracked_frames: Counter[int] = Counter()
+    for track in result.tracks:
+        if track.class_id in label_of_class:
+            tracked_frames[label_of_class[track.class_id]] += len(track.frames)
+    total = sum(tracked_frames.values())
+    visible = sum(1 for t in tracks_json for s in t["shapes"] if not s["outside"])
+    outside = sum(1 for t in tracks_json for s in t["shapes"] if s["outside"])
+    verb = "would upload" if args.dry_run else "to upload"
+    print(f"{verb}: {len(tracks_json)} tracks, {visible} keyframes (+{outside} outside markers) "
+          f"for {total} tracked frames ({_pct(visible, total)}) over {len(job.frames)} frames",
+          file=out)
+    for line in _label_report(tracks_json, tracked_frames, plan):
+        print(line, file=out)
+    if counting.frames_with:
+        found = ", ".join(f"{names[c]} (in {n} frames)" for c, n in sorted(
+            counting.frames_with.items(), key=lambda kv: (-kv[1], kv[0])))
+        print(f"not uploaded, no label in task {target.task_id}: {found}; map them with "
+              "--label-map CLASS=LABEL", file=out)
+    if source.fallback_frames:
+        print(f"note: {source.fallback_frames} frames were fetched one by one (chunks "
+              "unusable)", file=out)
+    return tracks_json
+
+
+def _dry_run(job: _Job, args: argparse.Namespace, out: TextIO) -> int:
+    from autotrack.cvat.annotations import get_annotations
+    from autotrack.cvat.upload import find_own_tracks
+
+    if args.replace:
+        before = get_annotations(job.server, job.target.kind, job.target.id)
+        own = find_own_tracks(before, job.manifest, job.attribute_defaults, job.span,
+                              job.target.task_size - 1)
+        print(f"would remove {len(own.ours)} tracks earlier runs created in frames "
+              f"{job.span[0]}-{job.span[1]}" + _kept(own), file=out)
+    print("dry run: nothing was written to the server and no backup was made", file=out)
+    return 0
+
+
+def _write(job: _Job, tracks_json: list[dict[str, Any]], args: argparse.Namespace,
+           out: TextIO, err: TextIO) -> int:
+    """Back up, create the tracks, remove the replaced ones, read back and check."""
+    from autotrack.cvat.annotations import get_annotations
+    from autotrack.cvat.backup import restore_command, save_backup
     from autotrack.cvat.upload import (
         create_tracks,
         delete_tracks,
         find_own_tracks,
         verify_upload,
     )
-    from autotrack.detectors import load_detector
-    from autotrack.export.cvat_json import tracks_to_cvat_json
-    from autotrack.pipeline import track_video
-    from autotrack.trackers.bytetrack import ByteTrack, ByteTrackConfig
 
-    if (task_id is None) == (job_id is None):
-        raise InputError("give a TASK_ID or --job JOB_ID")
-    if not args.server_host:
-        raise InputError("--server-host URL is required")
-    if args.low_conf > args.conf:
-        raise InputError(f"--low-conf {args.low_conf} is above --conf {args.conf}")
-    if args.track_buffer < 0:
-        raise InputError("--track-buffer must not be negative")
-    if args.start is not None and args.stop is not None and args.start > args.stop:
-        raise InputError(f"--start {args.start} is after --stop {args.stop}")
-    classes = [c for c in args.classes.split(",") if c.strip()] if args.classes else None
-
-    credentials = credentials_from(args.auth, args.token)
-    server = connect(args.server_host, credentials, organization=args.org)
-    try:
-        target = load_target(server, task_id=task_id, job_id=job_id)
-        check_trackable(target, image_sequence=args.image_sequence)
-        frames = select_frames(target, args.start, args.stop)
-        labels = load_labels(server, target)
-        detector = load_detector(args.detector, min_score=args.low_conf, device=args.device)
-        plan = plan_labels(detector.class_names, labels, label_map=args.label_map,
-                           classes=classes, task_name=f"task {target.task_id}")
-        defaults = {spec: value for label in labels
-                    for spec, value in label.attribute_defaults.items()}
-        manifest = Manifest.load(args.backup_dir, server.url, target.task_id)
-
-        span = (frames[0], frames[-1])
-        print(f"{target}: frames {span[0]}-{span[1]} ({len(frames)} to process), "
-              f"{args.detector} + ByteTrack", file=out)
-        source = TaskFrames(server, target, frames, fps=args.fps,
-                            warn=lambda message: print(f"warning: {message}", file=err))
-        counting = _CountingDetector(detector, plan.class_ids, args.conf,
-                                     count=not plan.restricted)
-        tracker = ByteTrack(ByteTrackConfig(
-            track_high_thresh=args.conf,
-            track_low_thresh=args.low_conf,
-            new_track_thresh=min(args.conf + 0.1, 1.0),
-            track_buffer=args.track_buffer,
-            frame_rate=args.fps,
-        ))
-        with tqdm(total=len(frames), unit="frame", disable=args.quiet or None,
-                  desc=f"{target.kind} {target.id}", file=err) as bar:
-            result = track_video(source, counting, tracker, class_ids=plan.class_ids,
-                                 on_frame=lambda _: bar.update())
-        document = tracks_to_cvat_json(
-            result.tracks, detector.class_names, min_iou=args.keyframe_iou,
-            frame_count=target.last_frame + 1, label_ids=plan.label_ids(), source="auto",
-            width=target.width, height=target.height)
-        tracks_json = document["tracks"]
-
-        label_of_class_id = {i: plan.label_of_class[name].id
-                             for i, name in enumerate(detector.class_names)
-                             if name in plan.label_of_class}
-        tracked_frames: Counter[int] = Counter()
-        for track in result.tracks:
-            if track.class_id in label_of_class_id:
-                tracked_frames[label_of_class_id[track.class_id]] += len(track.frames)
-        total_frames = sum(tracked_frames.values())
-        visible = sum(1 for t in tracks_json for s in t["shapes"] if not s["outside"])
-        outside = sum(1 for t in tracks_json for s in t["shapes"] if s["outside"])
-        verb = "would upload" if args.dry_run else "to upload"
-        print(f"{verb}: {len(tracks_json)} tracks, {visible} keyframes (+{outside} outside "
-              f"markers) for {total_frames} tracked frames ({_pct(visible, total_frames)}) "
-              f"over {len(frames)} frames", file=out)
-        for line in _label_report(tracks_json, tracked_frames, plan):
-            print(line, file=out)
-        if counting.frames_with:
-            found = ", ".join(f"{detector.class_names[c]} (in {n} frames)"
-                              for c, n in sorted(counting.frames_with.items(),
-                                                 key=lambda kv: (-kv[1], kv[0])))
-            print(f"not uploaded, no label in task {target.task_id}: {found}; map them with "
-                  "--label-map CLASS=LABEL", file=out)
-        if source.fallback_frames:
-            print(f"note: {source.fallback_frames} frames were fetched one by one (chunks "
-                  "unusable)", file=out)
-
-        if args.dry_run:
-            if args.replace:
-                before = get_annotations(server, target.kind, target.id)
-                own = find_own_tracks(before, manifest, defaults, span, target.task_size - 1)
-                print(f"would remove {len(own.ours)} tracks earlier runs created in frames "
-                      f"{span[0]}-{span[1]}" + _kept(own), file=out)
-            print("dry run: nothing was written to the server and no backup was made", file=out)
-            return 0
-        if not tracks_json and not args.replace:
-            print(f"nothing to upload; {target} was not changed", file=out)
-            return 0
-
-        before = get_annotations(server, target.kind, target.id)
-        own = (find_own_tracks(before, manifest, defaults, span, target.task_size - 1)
-               if args.replace else None)
-        if own is not None and not own.ours and not tracks_json:
-            print(f"nothing to upload or remove; {target} was not changed" + _kept(own),
-                  file=out)
-            return 0
-        backup = save_backup(args.backup_dir, server.url, target.kind, target.id,
-                             target.task_id, before, reason="before an autotrack upload")
-        print(f"backup of the annotations before this upload: {backup}", file=out)
-        print(f"to undo the upload: {restore_command(server.url, backup, credentials.user)}",
-              file=out)
-
-        created = create_tracks(server, target, tracks_json, manifest, defaults)
-        print(f"uploaded {len(created.created)} tracks to {target}; their ids are listed in "
-              f"{manifest.path}", file=out)
-        if created.unconfirmed:
-            print(f"warning: the server did not report ids for {created.unconfirmed} tracks; "
-                  "--replace cannot remove those", file=err)
-        deleted_ids: list[int] = []
-        if own is not None:
-            delete_tracks(server, target, own.ours, manifest)
-            deleted_ids = [int(t["id"]) for t in own.ours]
-            print(f"replaced: removed {len(deleted_ids)} tracks earlier runs created in frames "
-                  f"{span[0]}-{span[1]}" + _kept(own), file=out)
-        problems = verify_upload(server, target, before, created.created, deleted_ids,
-                                 manifest, defaults)
-        if problems:
-            for problem in problems:
-                print(f"warning: {problem}", file=err)
-            return 1
-        print(f"checked: {target} reads back as intended", file=out)
+    server, target, manifest = job.server, job.target, job.manifest
+    if not tracks_json and not args.replace:
+        print(f"nothing to upload; {target} was not changed", file=out)
         return 0
-    finally:
-        server.close()
+    before = get_annotations(server, target.kind, target.id)
+    own = (find_own_tracks(before, manifest, job.attribute_defaults, job.span,
+                           target.task_size - 1) if args.replace else None)
+    if own is not None and not own.ours and not tracks_json:
+        print(f"nothing to upload or remove; {target} was not changed" + _kept(own), file=out)
+        return 0
+    backup = save_backup(args.backup_dir, server.url, target.kind, target.id, target.task_id,
+                         before, reason="before an autotrack upload")
+    print(f"backup of the annotations before this upload: {backup}", file=out)
+    print(f"to undo the upload: {restore_command(server.url, backup, job.user)}", file=out)
+
+    created = create_tracks(server, target, tracks_json, manifest, job.attribute_defaults)
+    print(f"uploaded {len(created.created)} tracks to {target}; their ids are listed in "
+          f"{manifest.path}", file=out)
+    if created.unconfirmed:
+        print(f"warning: the server did not report ids for {created.unconfirmed} tracks; "
+              "--replace cannot remove those", file=err)
+    deleted_ids: list[int] = []
+    if own is not None:
+        delete_tracks(server, target, own.ours, manifest)
+        deleted_ids = [int(t["id"]) for t in own.ours]
+        print(f"replaced: removed {len(deleted_ids)} tracks earlier runs created in frames "
+              f"{job.span[0]}-{job.span[1]}" + _kept(own), file=out)
+    problems = verify_upload(server, target, before, created.created, deleted_ids, manifest,
+                             job.attribute_defaults)
+    if problems:
+        for problem in problems:
+            print(f"warning: {problem}", file=err)
+        return 1
+    print(f"checked: {target} reads back as intended", file=out)
+    return 0
 
 
 def _kept(own: Any) -> str:
@@ -357,7 +382,7 @@ def run_restore(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise InputError(f"{backup.path} was saved from {backup.server}, not {url}; restore it "
                          "there (leave out --server-host)")
     credentials = credentials_from(args.auth, args.token)
-    server = connect(url, credentials, organization=args.org)
+    server = connect(url, credentials, organization=args.org, verify_ssl=not args.insecure)
     try:
         result = restore(server, backup, args.backup_dir)
     finally:

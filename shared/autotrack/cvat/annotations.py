@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from autotrack.cvat.connection import CvatRequestError, Server
+from autotrack.cvat.connection import DATA_TIMEOUT, CvatRequestError, Server
 
 KINDS = ("task", "job")
 ANNOTATION_LISTS = ("tags", "shapes", "tracks", "intervals")
@@ -57,7 +57,7 @@ def get_annotations(server: Server, kind: str, target_id: int) -> dict[str, Any]
     """The annotations of a task or job, as the server's JSON (checked against LabeledData)."""
     what = f"read the annotations of {kind} {target_id}"
     _, response = server.call(what, _api(server, kind).retrieve_annotations, target_id,
-                              _parse_response=False)
+                              _parse_response=False, timeout=DATA_TIMEOUT)
     data = _json_body(response, what, server.url)
     if not isinstance(data, dict):
         raise CvatRequestError(f"cannot {what}: {server.url} answered {type(data).__name__}, "
@@ -71,7 +71,8 @@ def put_annotations(server: Server, kind: str, target_id: int, data: Mapping[str
     request = build_model("LabeledDataRequest", dict(data), "the annotations to restore")
     what = f"write the annotations of {kind} {target_id}"
     _, response = server.call(what, _api(server, kind).update_annotations, target_id,
-                              labeled_data_request=request, _parse_response=False)
+                              labeled_data_request=request, _parse_response=False,
+                              timeout=DATA_TIMEOUT)
     _json_body(response, what, server.url)
 
 
@@ -84,7 +85,8 @@ def patch_annotations(server: Server, kind: str, target_id: int, action: str,
     what = f"{verb} {kind} {target_id}"
     _, response = server.call(what, _api(server, kind).partial_update_annotations,
                               action=action, id=target_id,
-                              patched_labeled_data_request=request, _parse_response=False)
+                              patched_labeled_data_request=request, _parse_response=False,
+                              timeout=DATA_TIMEOUT)
     answer = _json_body(response, what, server.url)
     return answer if isinstance(answer, dict) else None
 

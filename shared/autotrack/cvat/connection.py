@@ -13,7 +13,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -21,8 +21,9 @@ from autotrack.errors import AutotrackError
 
 T = TypeVar("T")
 
-# (connect, read) seconds: small JSON requests, and chunk/frame downloads that a server may
-# first have to prepare (CVAT builds chunks on demand and caches them).
+# (connect, read) seconds: small JSON requests; and media downloads and annotation reads or
+# writes, which can take a server long (CVAT builds chunks on demand, and a big task's
+# annotations are a large body).
 JSON_TIMEOUT = (15.0, 120.0)
 DATA_TIMEOUT = (15.0, 600.0)
 
@@ -60,8 +61,8 @@ class Credentials:
     """A user and password, or a personal access token; never printed."""
 
     user: str | None = None
-    password: str | None = None
-    token: str | None = None
+    password: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
 
     def describe(self) -> str:
         return f"user {self.user!r}" if self.user else "the access token"
@@ -181,6 +182,9 @@ def _reason_of(exc: BaseException) -> str:
         return "the host name does not resolve"
     if "timed out" in text.lower():
         return "the connection timed out"
+    if "SSL" in text:
+        return (f"TLS failed ({_one_line(text, 120)}); is the server plain http, or is its "
+                "certificate self-signed (see --insecure)?")
     return _one_line(text, 200)
 
 
@@ -226,13 +230,19 @@ def translate_error(exc: BaseException, what: str, url: str,
     from cvat_sdk.api_client import exceptions as api_exc
 
     who = credentials.describe() if credentials else "these credentials"
+    if (isinstance(exc, AttributeError) and isinstance(exc.__context__, api_exc.ApiException)
+            and exc.__context__.body is None):
+        # cvat-sdk fails to decode the empty body of its own status-0 (TLS) error: report that.
+        exc = exc.__context__
     if isinstance(exc, api_exc.ApiException):
         status = exc.status or 0
         detail = _server_detail(exc.body)
         suffix = f": {detail}" if detail else ""
         if status == 0:
+            hint = " (a self-signed certificate? see --insecure)" if "SSL" in str(
+                exc.reason) else ""
             return CvatConnectionError(f"cannot {what}: no answer from {url}: "
-                                       f"{_one_line(exc.reason or '', 200)}")
+                                       f"{_one_line(exc.reason or '', 200)}{hint}")
         if status == 401:
             return CvatAuthError(f"cannot {what}: {url} does not accept {who} "
                                  f"(401 Unauthorized){suffix}")
@@ -252,23 +262,37 @@ def translate_error(exc: BaseException, what: str, url: str,
     return None
 
 
-def connect(url: str, credentials: Credentials, *, organization: str | None = None) -> Server:
+def connect(url: str, credentials: Credentials, *, organization: str | None = None,
+            verify_ssl: bool = True) -> Server:
     """Check that ``url`` is a CVAT server, log in, and return the session.
 
     The server's ``/api/server/about`` must answer first, so a wrong URL fails as "not CVAT"
     rather than as bad credentials. A password login gets a session cookie and CSRF token
     (as cvat-sdk does); a token is sent as a bearer header and checked by the first request.
     """
-    from cvat_sdk.api_client import exceptions as api_exc
-    from cvat_sdk.core.client import AccessTokenCredentials, Client, Config
+    from cvat_sdk.core.client import Client, Config
     from cvat_sdk.core.exceptions import InvalidHostException
 
     url = normalize_url(url)
     try:
-        client = Client(url, config=Config(), check_server_version=False)
+        client = Client(url, config=Config(verify_ssl=verify_ssl), check_server_version=False)
     except InvalidHostException as exc:
         raise CvatConnectionError(f"bad server URL {url!r}: {exc}") from None
     server = Server(client, url, credentials)
+    try:
+        _log_in(server, organization)
+    except BaseException:
+        server.close()
+        raise
+    return server
+
+
+def _log_in(server: Server, organization: str | None) -> None:
+    from cvat_sdk.api_client import exceptions as api_exc
+    from cvat_sdk.api_client import models
+    from cvat_sdk.core.client import AccessTokenCredentials
+
+    client, url, credentials = server.client, server.url, server.credentials
     try:
         about, _ = server.call("connect to CVAT", client.api_client.server_api.retrieve_about)
     except CvatNotFoundError:
@@ -284,9 +308,7 @@ def connect(url: str, credentials: Credentials, *, organization: str | None = No
         client.organization_slug = organization
     if credentials.token:
         client.login(AccessTokenCredentials(credentials.token))
-        return server
-    from cvat_sdk.api_client import models
-
+        return
     request = models.LoginSerializerExRequest(username=credentials.user,
                                               password=credentials.password)
     try:
@@ -304,4 +326,3 @@ def connect(url: str, credentials: Credentials, *, organization: str | None = No
         raise CvatAuthError(f"cannot log in to {url}: the server set no session cookie")
     # As cvat-sdk's Client.login: echo the CSRF cookie in a header on every request.
     client.api_client.configuration.api_key["csrfHeaderAuth"] = cookies["csrftoken"].value
-    return server

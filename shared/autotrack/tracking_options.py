@@ -1,0 +1,82 @@
+"""The tracking settings both annotation commands expose, and the tracker they build.
+
+``autotrack annotate`` (videos on disk) and ``tools/annotate_task.py`` (CVAT tasks) share
+these options, their defaults and their checks, so the two give the same tracks.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+from autotrack.errors import InputError
+from autotrack.smoothing import DEFAULT_SMOOTHING_SIGMA
+from autotrack.trackers.bytetrack import ByteTrack, ByteTrackConfig
+
+BOX_SOURCES = ("detection", "kalman")
+
+
+@dataclass(frozen=True)
+class TrackingOptions:
+    conf: float = 0.5  # ByteTrack's high threshold
+    low_conf: float = 0.1  # lowest score used at all (second stage)
+    track_buffer: int = 30  # frames at 30 fps
+    boxes: str = "detection"  # box written per frame, before smoothing
+    smooth: float = DEFAULT_SMOOTHING_SIGMA  # Gaussian sigma in frames; 0 keeps raw boxes
+
+    def __post_init__(self) -> None:
+        if self.low_conf > self.conf:
+            raise InputError(f"--low-conf {self.low_conf} is above --conf {self.conf}")
+        if self.track_buffer < 0:
+            raise InputError("--track-buffer must not be negative")
+        if self.boxes not in BOX_SOURCES:
+            raise InputError(f"--boxes must be one of {', '.join(BOX_SOURCES)}")
+        if not 0 <= self.smooth <= 100:
+            raise InputError("--smooth must lie in [0, 100] frames")
+
+    def tracker(self, frame_rate: float) -> ByteTrack:
+        return ByteTrack(ByteTrackConfig(
+            track_high_thresh=self.conf,
+            track_low_thresh=self.low_conf,
+            new_track_thresh=min(self.conf + 0.1, 1.0),  # ByteTrack's det_thresh
+            track_buffer=self.track_buffer,
+            frame_rate=frame_rate,
+            report_detection_boxes=self.boxes == "detection",
+        ))
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> TrackingOptions:
+        return cls(conf=args.conf, low_conf=args.low_conf, track_buffer=args.track_buffer,
+                   boxes=args.boxes, smooth=args.smooth)
+
+
+def fraction(text: str) -> float:
+    """argparse type: a number in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} must lie in (0, 1]")
+    return value
+
+
+def add_tracking_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    defaults = TrackingOptions()
+    parser.add_argument("--conf", type=fraction, default=defaults.conf,
+                        help="score a detection needs to be matched first and to start a track "
+                             "(lower ones down to --low-conf still extend tracks; "
+                             f"default {defaults.conf})")
+    parser.add_argument("--low-conf", type=fraction, default=defaults.low_conf,
+                        help=f"lowest score a detection may have to be used at all "
+                             f"(default {defaults.low_conf})")
+    parser.add_argument("--track-buffer", type=int, default=defaults.track_buffer,
+                        help="frames (at 30 fps) a lost object is remembered "
+                             f"(default {defaults.track_buffer})")
+    parser.add_argument("--boxes", choices=BOX_SOURCES, default=defaults.boxes,
+                        help="box per frame: the matched detection (default) or the tracker's "
+                             "Kalman estimate (smooth but lagging)")
+    parser.add_argument("--smooth", type=float, default=defaults.smooth,
+                        help="offline Gaussian smoothing of each track, sigma in frames; 0 off "
+                             f"(default {defaults.smooth:g}: removes detector jitter, so CVAT "
+                             "needs fewer keyframes)")
