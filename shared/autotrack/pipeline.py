@@ -68,4 +68,5 @@ def track_video(
             on_frame(index)
         start = clock()
     tracks = [smooth_track(track, smooth) for track in collector.tracks()]
+    times.track += clock() - start  # collecting and smoothing the tracks is tracking work
     return AnnotationResult(tracks, tuple(detector.class_names), source.info, frames_read, times)

@@ -31,6 +31,7 @@ class SceneConfig:
 class Scene:
     detections: list[Detections]
     truth_ids: list[np.ndarray]  # per frame, the true object of each detection (-1: false positive)
+    true_boxes: list[np.ndarray]  # per frame, every object's noise-free box (row i: object i)
 
 
 def make_scene(config: SceneConfig) -> Scene:
@@ -41,7 +42,7 @@ def make_scene(config: SceneConfig) -> Scene:
     size = rng.uniform(0.5, 1.0, (n, 2)) * scale * np.array([0.6, 1.4])
     position = rng.uniform([0, 0], [config.width, config.height], (n, 2))
     velocity = rng.normal(0, scale / 40, (n, 2))
-    detections, truth = [], []
+    detections, truth, true_boxes = [], [], []
     for _ in range(config.frames):
         velocity += rng.normal(0, scale / 400, (n, 2))
         position += velocity
@@ -51,6 +52,7 @@ def make_scene(config: SceneConfig) -> Scene:
             velocity[out, axis] *= -1
             position[:, axis] = position[:, axis].clip(0, limit)
         boxes = np.concatenate([position - size / 2, position + size / 2], axis=1)
+        true_boxes.append(boxes.copy())
         boxes += rng.normal(0, 1, boxes.shape) * config.box_noise * np.tile(size, 2)
         scores = rng.uniform(0.55, 0.95, n)
         low = rng.random(n) < config.low_score_rate
@@ -68,4 +70,4 @@ def make_scene(config: SceneConfig) -> Scene:
         all_truth = np.concatenate([ids, np.full(fp_count, -1)])[order]
         detections.append(Detections(all_boxes, all_scores, np.zeros(len(order), dtype=np.int64)))
         truth.append(all_truth)
-    return Scene(detections=detections, truth_ids=truth)
+    return Scene(detections=detections, truth_ids=truth, true_boxes=true_boxes)

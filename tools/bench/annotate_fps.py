@@ -27,7 +27,7 @@ from autotrack.cli import build_parser
 from autotrack.detectors import Detector, class_filter, load_detector
 from autotrack.export import write_tracks
 from autotrack.pipeline import AnnotationResult, track_video
-from autotrack.trackers.bytetrack import ByteTrack, ByteTrackConfig
+from autotrack.tracking_options import TrackingOptions
 from autotrack.video import FrameSource, VideoInfo
 
 STAGES = ("decode", "detect", "track", "output")
@@ -63,16 +63,11 @@ def annotate_once(args: argparse.Namespace, detector: Detector, limit: int | Non
     """One ``autotrack annotate`` run, with the CLI's tracker settings and output call."""
     source = FrameSource(args.source)
     frames = source if limit is None else FirstFrames(source, limit)
-    tracker = ByteTrack(ByteTrackConfig(  # as cli.annotate builds it
-        track_high_thresh=args.conf,
-        track_low_thresh=args.low_conf,
-        new_track_thresh=min(args.conf + 0.1, 1.0),
-        track_buffer=args.track_buffer,
-        frame_rate=source.info.fps,
-    ))
+    options = TrackingOptions.from_args(args)  # as cli.annotate builds the tracker
+    tracker = options.tracker(source.info.fps)
     class_ids = class_filter(detector.class_names, None)
     result: AnnotationResult = track_video(frames, detector, tracker,  # type: ignore[arg-type]
-                                           class_ids=class_ids)
+                                           class_ids=class_ids, smooth=options.smooth)
     output = folder / Path(args.output).name
     started = time.perf_counter()
     write_tracks(output, "cvat-video", result.tracks, result.class_names,
