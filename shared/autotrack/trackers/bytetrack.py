@@ -254,9 +254,16 @@ class ByteTrack:
         n_tracked = len(table) - np.add.reduce(table[:, STATE] == LOST)
         if n_tracked == 0 or n_tracked == len(table):
             return boxes
-        # The table lists tracked rows before lost rows.
-        overlap = iou_matrix(boxes[:n_tracked], boxes[n_tracked:]) > self.config.duplicate_iou
-        p, q = overlap.nonzero()
+        # The table lists tracked rows before lost rows. IoU > t needs the boxes to overlap
+        # in x by more than t times the wider one: a cheap screen that rules out most pairs.
+        tracked, lost = boxes[:n_tracked], boxes[n_tracked:]
+        threshold = self.config.duplicate_iou
+        overlap_x = np.minimum.outer(tracked[:, 2], lost[:, 2])
+        overlap_x -= np.maximum.outer(tracked[:, 0], lost[:, 0])
+        wider = np.maximum.outer(tracked[:, 2] - tracked[:, 0], lost[:, 2] - lost[:, 0])
+        if not np.logical_or.reduce(overlap_x > threshold * wider, axis=None):
+            return boxes
+        p, q = (iou_matrix(tracked, lost) > threshold).nonzero()
         if not len(p):
             return boxes
         q += n_tracked
