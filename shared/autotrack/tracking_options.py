@@ -7,6 +7,7 @@ these options, their defaults and their checks, so the two give the same tracks.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from autotrack.errors import InputError
@@ -50,15 +51,22 @@ class TrackingOptions:
                    boxes=args.boxes, smooth=args.smooth)
 
 
-def fraction(text: str) -> float:
-    """argparse type: a number in (0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} must lie in (0, 1]")
-    return value
+def bounded_float(low: float, high: float) -> Callable[[str], float]:
+    """argparse type: a number in (low, high]."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not low < value <= high:
+            raise argparse.ArgumentTypeError(f"{text} must lie in ({low:g}, {high:g}]")
+        return value
+
+    return parse
+
+
+fraction = bounded_float(0.0, 1.0)
 
 
 def add_tracking_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:

@@ -23,7 +23,9 @@ from typing import Any, TextIO
 import numpy as np
 
 from autotrack.errors import AutotrackError, InputError
-from autotrack.tracking_options import TrackingOptions, add_tracking_arguments, fraction
+from autotrack.tracking_options import (
+    TrackingOptions, add_tracking_arguments, bounded_float, fraction,
+)
 
 PROG = "annotate_task.py"
 
@@ -35,16 +37,6 @@ def _frame_number(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a frame number") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text}: frame numbers start at 0")
-    return value
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 < value <= 1000.0:
-        raise argparse.ArgumentTypeError(f"{text} must lie in (0, 1000]")
     return value
 
 
@@ -102,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--keyframe-iou", type=fraction, default=DEFAULT_KEYFRAME_IOU,
                        help="keep a keyframe where CVAT's interpolation would fall below this "
                             f"IoU with the tracker's box (default {DEFAULT_KEYFRAME_IOU})")
-    model.add_argument("--fps", type=_positive, default=30.0,
+    model.add_argument("--fps", type=bounded_float(0.0, 1000.0), default=30.0,
                        help="the video's frame rate, which CVAT does not store; scales "
                             "--track-buffer (default 30)")
     model.add_argument("--device", help="detector device, e.g. cpu, cuda:0")

@@ -229,27 +229,23 @@ class TaskFrames:
     def __len__(self) -> int:
         return len(self.frames)
 
-    def _chunk_bytes(self, chunk: int) -> bytes:
+    def _download(self, kind: str, number: int) -> bytes:
+        """One chunk or frame of the task's data, at original quality."""
         api = self.server.api.tasks_api
         _, response = self.server.call(
-            f"download chunk {chunk} of task {self.target.task_id}", api.retrieve_data,
-            self.target.task_id, type="chunk", number=chunk, quality="original",
+            f"download {kind} {number} of task {self.target.task_id}", api.retrieve_data,
+            self.target.task_id, type=kind, number=number, quality="original",
             _parse_response=False, timeout=DATA_TIMEOUT)
         try:
             return response.data
         finally:
             response.release_conn()
 
+    def _chunk_bytes(self, chunk: int) -> bytes:
+        return self._download("chunk", chunk)
+
     def _frame(self, frame: int) -> np.ndarray:
-        api = self.server.api.tasks_api
-        _, response = self.server.call(
-            f"download frame {frame} of task {self.target.task_id}", api.retrieve_data,
-            self.target.task_id, type="frame", number=frame, quality="original",
-            _parse_response=False, timeout=DATA_TIMEOUT)
-        try:
-            image = _decode_image(response.data)
-        finally:
-            response.release_conn()
+        image = _decode_image(self._download("frame", frame))
         if image is None:
             raise CvatRequestError(f"frame {frame} of task {self.target.task_id}: the server "
                                    "sent something that is not an image")
