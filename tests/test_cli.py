@@ -186,3 +186,17 @@ def test_people_alone_need_few_keyframes(tmp_path, vtest_video):
     ratio, tracked = _keyframe_ratio(out)
     assert tracked > 3000
     assert ratio <= 0.20, ratio
+
+
+def test_eval_command_reproduces_motchallenge_numbers(capsys, shared_data):
+    mot = shared_data / "mot"
+    assert main(["eval", "--gt", str(mot / "TUD-Campus" / "gt.txt"),
+                 "--pred", str(mot / "TUD-Campus" / "test.txt")]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines()
+               if line.startswith("TUD-Campus"))
+    assert row.split()[6:8] == ["52.6", "55.8"]  # MOTA, IDF1 as py-motmetrics gives them
+
+
+def test_eval_command_one_line_error(capsys, tmp_path):
+    _one_line_error(capsys, ["eval", "--gt", str(tmp_path / "none.txt"),
+                             "--pred", str(tmp_path / "none.txt")], "none.txt")

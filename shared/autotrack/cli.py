@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
                                f"IoU with the tracker's box (default {DEFAULT_KEYFRAME_IOU})")
     annotate.add_argument("--device", help="detector device, e.g. cpu, cuda:0")
     annotate.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    from autotrack.evaluate.cli import add_eval_parser
+
+    add_eval_parser(commands)
     return parser
 
 
@@ -106,6 +109,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "annotate":
             return annotate(args)
+        if args.command == "eval":
+            from autotrack.evaluate.cli import run_eval
+
+            return run_eval(args)
         parser.error(f"unknown command {args.command}")
     except AutotrackError as exc:
         print(f"autotrack: error: {exc}", file=sys.stderr)
