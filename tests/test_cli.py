@@ -200,3 +200,11 @@ def test_eval_command_reproduces_motchallenge_numbers(capsys, shared_data):
 def test_eval_command_one_line_error(capsys, tmp_path):
     _one_line_error(capsys, ["eval", "--gt", str(tmp_path / "none.txt"),
                              "--pred", str(tmp_path / "none.txt")], "none.txt")
+
+
+def test_annotate_with_refine_reports_links(capsys, tmp_path, bedroom_dir):
+    out = tmp_path / "refined.txt"
+    assert main(["annotate", str(bedroom_dir), "-o", str(out), "--classes", "person",
+                 "--refine", "-q"]) == 0
+    assert "candidate links joined" in capsys.readouterr().err
+    assert read_mot(out)

@@ -85,7 +85,8 @@ def annotate(args: argparse.Namespace) -> int:
     with tqdm(total=source.info.frame_count, unit="frame", disable=args.quiet or None,
               desc=Path(args.source).name, file=sys.stderr) as bar:
         result = track_video(source, detector, tracker, class_ids=class_ids,
-                             on_frame=lambda _: bar.update(), smooth=options.smooth)
+                             on_frame=lambda _: bar.update(), smooth=options.smooth,
+                             refine=options.refine_config(source.info.fps))
     if result.frames_read == 0:
         raise InputError(f"{args.source}: no frames could be decoded")
     started = time.perf_counter()
@@ -95,6 +96,11 @@ def annotate(args: argparse.Namespace) -> int:
     result.times.output = time.perf_counter() - started
     stats = keyframe_stats(result.tracks, min_iou=args.keyframe_iou,
                            last_frame=result.frames_read - 1)
+    if result.refinement is not None:
+        refined = result.refinement
+        filled = sum(int(mask.sum()) for mask in refined.interpolated.values())
+        print(f"refine: {len(refined.links)} of {len(refined.decisions)} candidate links joined, "
+              f"{filled} frames filled", file=sys.stderr)
     fps = result.times.fps(result.frames_read)
     print(f"wrote {output} ({fmt}): {len(result.tracks)} tracks over {result.frames_read} "
           f"frames; {stats}", file=sys.stderr)

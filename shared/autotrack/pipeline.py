@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from autotrack.detectors.base import Detector, filter_detections
+from autotrack.refine import RefineConfig, RefineResult, refine_tracks
 from autotrack.smoothing import smooth_track
 from autotrack.trackers.base import MultiObjectTracker
 from autotrack.tracks import Track, TrackCollector
@@ -36,6 +37,7 @@ class AnnotationResult:
     video: VideoInfo
     frames_read: int
     times: StageTimes = field(default_factory=StageTimes)
+    refinement: RefineResult | None = None  # what --refine joined and filled, when asked
 
 
 def track_video(
@@ -46,9 +48,11 @@ def track_video(
     class_ids: np.ndarray | None = None,
     on_frame: Callable[[int], None] | None = None,
     smooth: float = 0.0,
+    refine: RefineConfig | None = None,
 ) -> AnnotationResult:
-    """Run detection and tracking on every frame; collect whole-video tracks, smoothed over
-    time with a Gaussian of ``smooth`` frames (0: as the tracker reported them)."""
+    """Run detection and tracking on every frame; collect whole-video tracks, optionally
+    refine them (join broken tracks, fill gaps), and smooth them over time with a Gaussian
+    of ``smooth`` frames (0: as the tracker reported them)."""
     times = StageTimes()
     collector = TrackCollector()
     frames_read = 0
@@ -67,6 +71,12 @@ def track_video(
         if on_frame is not None:
             on_frame(index)
         start = clock()
-    tracks = [smooth_track(track, smooth) for track in collector.tracks()]
-    times.track += clock() - start  # collecting and smoothing the tracks is tracking work
-    return AnnotationResult(tracks, tuple(detector.class_names), source.info, frames_read, times)
+    tracks = collector.tracks()
+    # Refine before smoothing, so that filled frames are smoothed with the rest.
+    refinement = refine_tracks(tracks, config=refine) if refine is not None else None
+    if refinement is not None:
+        tracks = refinement.tracks
+    tracks = [smooth_track(track, smooth) for track in tracks]
+    times.track += clock() - start  # collecting, refining and smoothing is tracking work
+    return AnnotationResult(tracks, tuple(detector.class_names), source.info, frames_read, times,
+                            refinement)

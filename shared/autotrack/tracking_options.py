@@ -9,10 +9,14 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from autotrack.errors import InputError
 from autotrack.smoothing import DEFAULT_SMOOTHING_SIGMA
 from autotrack.trackers.bytetrack import ByteTrack, ByteTrackConfig
+
+if TYPE_CHECKING:
+    from autotrack.refine import RefineConfig
 
 BOX_SOURCES = ("detection", "kalman")
 
@@ -24,6 +28,7 @@ class TrackingOptions:
     track_buffer: int = 30  # frames at 30 fps
     boxes: str = "detection"  # box written per frame, before smoothing
     smooth: float = DEFAULT_SMOOTHING_SIGMA  # Gaussian sigma in frames; 0 keeps raw boxes
+    refine: bool = False  # offline: relink broken tracks, fill their gaps
 
     def __post_init__(self) -> None:
         if self.low_conf > self.conf:
@@ -45,10 +50,16 @@ class TrackingOptions:
             report_detection_boxes=self.boxes == "detection",
         ))
 
+    def refine_config(self, frame_rate: float) -> RefineConfig | None:
+        """The refinement settings at this frame rate, or None when refinement is off."""
+        from autotrack.refine import RefineConfig  # lazy: argument parsing stays light
+
+        return RefineConfig().at_frame_rate(frame_rate) if self.refine else None
+
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> TrackingOptions:
         return cls(conf=args.conf, low_conf=args.low_conf, track_buffer=args.track_buffer,
-                   boxes=args.boxes, smooth=args.smooth)
+                   boxes=args.boxes, smooth=args.smooth, refine=args.refine)
 
 
 def bounded_float(low: float, high: float) -> Callable[[str], float]:
@@ -88,3 +99,7 @@ def add_tracking_arguments(parser: argparse.ArgumentParser | argparse._ArgumentG
                         help="offline Gaussian smoothing of each track, sigma in frames; 0 off "
                              f"(default {defaults.smooth:g}: removes detector jitter, so CVAT "
                              "needs fewer keyframes)")
+    parser.add_argument("--refine", action="store_true",
+                        help="offline: join tracks the tracker broke where motion clearly agrees "
+                             "(never tracks seen on the same frame) and fill missing frames by "
+                             "linear interpolation (up to 1.2 s)")

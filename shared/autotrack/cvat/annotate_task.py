@@ -251,7 +251,8 @@ def _detect_and_track(job: _Job, args: argparse.Namespace, out: TextIO,
     with tqdm(total=len(job.frames), unit="frame", disable=args.quiet or None,
               desc=f"{target.kind} {target.id}", file=err) as bar:
         result = track_video(source, counting, tracker, class_ids=plan.class_ids,
-                             on_frame=lambda _: bar.update(), smooth=options.smooth)
+                             on_frame=lambda _: bar.update(), smooth=options.smooth,
+                             refine=options.refine_config(args.fps))
     tracks_json = tracks_to_cvat_json(
         result.tracks, names, min_iou=args.keyframe_iou, frame_count=target.last_frame + 1,
         label_ids=plan.label_ids(), source="auto", width=target.width,
