@@ -205,67 +205,23 @@ def detector_like(truth: Truth, seed: int, noise: DetectorNoise = DetectorNoise(
 METRICS = ("HOTA", "DetA", "AssA", "LocA", "MOTA", "IDF1", "IDSW")
 
 
-def _contiguous(ids: Sequence[np.ndarray]) -> tuple[list[np.ndarray], int]:
-    """IDs relabelled 0..n-1 (in the sorted order of the originals), and n."""
-    unique = np.unique(np.concatenate([np.zeros(0, dtype=np.int64), *ids]).astype(np.int64))
-    relabelled = [np.searchsorted(unique, np.asarray(i, dtype=np.int64)).astype(int) for i in ids]
-    return relabelled, len(unique)
-
-
-def trackeval_data(truth: Truth, outputs: Sequence[tuple[np.ndarray, np.ndarray]]
-                   ) -> dict[str, object]:
-    """The per-sequence ``data`` dict TrackEval's metrics take (as its MOTChallenge dataset's
-    ``get_preprocessed_seq_data`` builds it): IDs 0-based and contiguous, one IoU matrix
-    (ground truth x tracker) per frame, computed with TrackEval's own box IoU."""
-    from trackeval.datasets._base_dataset import _BaseDataset
+def tracking_metrics(truth: Truth, outputs: Sequence[tuple[np.ndarray, np.ndarray]]
+                     ) -> dict[str, float]:
+    """HOTA, DetA, AssA, LocA (averaged over TrackEval's 19 IoU thresholds), MOTA and IDSW
+    (CLEAR, IoU >= 0.5) and IDF1 (Identity, IoU >= 0.5), as fractions except IDSW, through
+    `autotrack eval`'s own code; ``outputs`` holds (track IDs, xyxy boxes) per frame."""
+    from autotrack.evaluate import SequenceData, evaluate_sequence
 
     if len(outputs) != truth.frames:
         raise ValueError(f"{len(outputs)} tracker frames for {truth.frames} truth frames")
-    tracker_raw = [np.asarray(ids, dtype=np.int64) for ids, _ in outputs]
-    for t, ids in enumerate(tracker_raw):
-        if len(np.unique(ids)) != len(ids):
-            raise ValueError(f"frame {t}: a tracker ID appears twice")
-    gt_ids, num_gt_ids = _contiguous(truth.ids)
-    tracker_ids, num_tracker_ids = _contiguous(tracker_raw)
-    similarity = [
-        _BaseDataset._calculate_box_ious(np.asarray(g, dtype=np.float64).reshape(-1, 4),
-                                         np.asarray(b, dtype=np.float64).reshape(-1, 4),
-                                         box_format="x0y0x1y1")
-        for g, (_, b) in zip(truth.boxes, outputs)
-    ]
-    return {
-        "num_timesteps": truth.frames,
-        "num_gt_ids": num_gt_ids,
-        "num_tracker_ids": num_tracker_ids,
-        "num_gt_dets": sum(len(i) for i in gt_ids),
-        "num_tracker_dets": sum(len(i) for i in tracker_ids),
-        "gt_ids": gt_ids,
-        "tracker_ids": tracker_ids,
-        "similarity_scores": similarity,
-    }
-
-
-def tracking_metrics(truth: Truth, outputs: Sequence[tuple[np.ndarray, np.ndarray]]
-                     ) -> dict[str, float]:
-    """HOTA, DetA, AssA, LocA (averaged over TrackEval's 19 IoU thresholds, as it reports
-    them), MOTA and IDSW (CLEAR, IoU >= 0.5) and IDF1 (Identity, IoU >= 0.5), as fractions except
-    IDSW; ``outputs`` holds (track IDs, xyxy boxes) per frame."""
-    from trackeval.metrics import CLEAR, HOTA, Identity
-
-    data = trackeval_data(truth, outputs)
-    quiet = {"THRESHOLD": 0.5, "PRINT_CONFIG": False}
-    hota = HOTA().eval_sequence(data)
-    clear = CLEAR(dict(quiet)).eval_sequence(data)
-    identity = Identity(dict(quiet)).eval_sequence(data)
-    return {
-        "HOTA": float(np.mean(hota["HOTA"])),
-        "DetA": float(np.mean(hota["DetA"])),
-        "AssA": float(np.mean(hota["AssA"])),
-        "LocA": float(np.mean(hota["LocA"])),
-        "MOTA": float(clear["MOTA"]),
-        "IDF1": float(identity["IDF1"]),
-        "IDSW": float(clear["IDSW"]),
-    }
+    gt = SequenceData("truth", truth.frames, tuple(np.asarray(i, dtype=np.int64) for i in truth.ids),
+                      tuple(np.asarray(b, dtype=np.float64).reshape(-1, 4) for b in truth.boxes))
+    pred = SequenceData("tracker", truth.frames,
+                        tuple(np.asarray(i, dtype=np.int64) for i, _ in outputs),
+                        tuple(np.asarray(b, dtype=np.float64).reshape(-1, 4) for _, b in outputs))
+    metrics = evaluate_sequence(gt, pred).metrics
+    return {name: float(metrics[name]) for name in ("HOTA", "DetA", "AssA", "LocA", "MOTA",
+                                                   "IDF1", "IDSW")}
 
 
 # -------------------------------------------------------------------------- reporting
