@@ -208,3 +208,24 @@ def test_annotate_with_refine_reports_links(capsys, tmp_path, bedroom_dir):
                  "--refine", "-q"]) == 0
     assert "candidate links joined" in capsys.readouterr().err
     assert read_mot(out)
+
+
+def test_annotate_with_deepsort(capsys, tmp_path, bedroom_dir):
+    """DeepSORT end to end: real detector, real Re-ID model, CVAT XML out."""
+    import shutil
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for image in sorted(bedroom_dir.iterdir())[:40]:
+        shutil.copy(image, frames / image.name)
+    out = tmp_path / "deepsort.xml"
+    assert main(["annotate", str(frames), "-o", str(out), "--tracker", "deepsort",
+                 "--classes", "person", "-q"]) == 0
+    assert "tracks over 40 frames" in capsys.readouterr().err
+    ratio, tracked = _keyframe_ratio(out, frame_count=40)
+    assert tracked > 0
+
+
+def test_unknown_reid_model_is_one_line(capsys, tmp_path, bedroom_dir):
+    _one_line_error(capsys, ["annotate", str(bedroom_dir), "-o", str(tmp_path / "o.xml"),
+                             "--tracker", "deepsort", "--reid", "no-such-reid"], "no-such-reid")

@@ -16,7 +16,7 @@ from autotrack.cvat import deploy
 from conftest import REPO_ROOT
 
 SERVERLESS = REPO_ROOT / "serverless"
-FUNCTIONS = ["ultralytics", "yolox"]
+FUNCTIONS = ["reid", "ultralytics", "yolox"]
 NETWORK_CONFIG = json.dumps({"attributes": {"network": "cvat_cvat"}})
 
 
@@ -100,7 +100,7 @@ def test_one_function_extra_env_and_no_network(capsys, tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--function", "nope"], "known: ultralytics, yolox"),
+    (["--function", "nope"], "known: reid, ultralytics, yolox"),
     (["--env", "NOEQUALS"], "KEY=VALUE"),
     (["--cpu", "--gpu"], "not allowed"),
     (["--wheel", "missing.whl"], "not a wheel"),

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from autotrack.errors import AutotrackError, InputError
 
-TRACKERS = ("bytetrack",)
 _SUFFIX_FORMATS = {".xml": "cvat-video", ".txt": "mot", ".json": "json"}
 
 
@@ -39,7 +38,6 @@ def build_parser() -> argparse.ArgumentParser:
     annotate.add_argument("--detector", default=DEFAULT_DETECTOR,
                           help=f"model name or file (default: {DEFAULT_DETECTOR}; also e.g. "
                                "yolo11n.pt, rtdetr-l.pt with the [ultralytics] extra)")
-    annotate.add_argument("--tracker", choices=TRACKERS, default="bytetrack")
     annotate.add_argument("--classes", help="comma-separated class names to keep, e.g. person,car")
     add_tracking_arguments(annotate)
     annotate.add_argument("--keyframe-iou", type=fraction, default=DEFAULT_KEYFRAME_IOU,
@@ -81,7 +79,7 @@ def annotate(args: argparse.Namespace) -> int:
     detector = load_detector(args.detector, min_score=options.low_conf, device=args.device)
     classes = [c for c in args.classes.split(",") if c.strip()] if args.classes else None
     class_ids = class_filter(detector.class_names, classes)
-    tracker = options.tracker(source.info.fps)
+    tracker = options.tracker(source.info.fps, device=args.device)
     with tqdm(total=source.info.frame_count, unit="frame", disable=args.quiet or None,
               desc=Path(args.source).name, file=sys.stderr) as bar:
         result = track_video(source, detector, tracker, class_ids=class_ids,

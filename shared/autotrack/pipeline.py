@@ -62,7 +62,7 @@ def track_video(
         decoded = clock()
         detections = filter_detections(detector.detect(frame), class_ids)
         detected = clock()
-        collector.add(index, tracker.update(detections))
+        collector.add(index, tracker.update(detections, frame=frame))
         tracked = clock()
         times.decode += decoded - start
         times.detect += detected - decoded

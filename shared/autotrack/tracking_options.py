@@ -13,12 +13,15 @@ from typing import TYPE_CHECKING
 
 from autotrack.errors import InputError
 from autotrack.smoothing import DEFAULT_SMOOTHING_SIGMA
+from autotrack.trackers.base import MultiObjectTracker
 from autotrack.trackers.bytetrack import ByteTrack, ByteTrackConfig
 
 if TYPE_CHECKING:
     from autotrack.refine import RefineConfig
 
 BOX_SOURCES = ("detection", "kalman")
+TRACKERS = ("bytetrack", "deepsort")
+DEFAULT_REID = "person-reid-0248"
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,8 @@ class TrackingOptions:
     boxes: str = "detection"  # box written per frame, before smoothing
     smooth: float = DEFAULT_SMOOTHING_SIGMA  # Gaussian sigma in frames; 0 keeps raw boxes
     refine: bool = False  # offline: relink broken tracks, fill their gaps
+    tracker_name: str = "bytetrack"
+    reid: str = DEFAULT_REID  # DeepSORT's appearance model: registry name or file
 
     def __post_init__(self) -> None:
         if self.low_conf > self.conf:
@@ -39,8 +44,19 @@ class TrackingOptions:
             raise InputError(f"--boxes must be one of {', '.join(BOX_SOURCES)}")
         if not 0 <= self.smooth <= 100:
             raise InputError("--smooth must lie in [0, 100] frames")
+        if self.tracker_name not in TRACKERS:
+            raise InputError(f"--tracker must be one of {', '.join(TRACKERS)}")
 
-    def tracker(self, frame_rate: float) -> ByteTrack:
+    def tracker(self, frame_rate: float, device: str | None = None) -> MultiObjectTracker:
+        if self.tracker_name == "deepsort":
+            from autotrack.reid import load_embedder  # lazy: loads a model
+            from autotrack.trackers.deepsort import DeepSort, DeepSortConfig
+
+            return DeepSort(DeepSortConfig(
+                min_confidence=self.conf,
+                max_age=max(1, round(self.track_buffer * frame_rate / 30.0)),
+                report_detection_boxes=self.boxes == "detection",
+            ), embedder=load_embedder(self.reid, device=device))
         return ByteTrack(ByteTrackConfig(
             track_high_thresh=self.conf,
             track_low_thresh=self.low_conf,
@@ -59,7 +75,8 @@ class TrackingOptions:
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> TrackingOptions:
         return cls(conf=args.conf, low_conf=args.low_conf, track_buffer=args.track_buffer,
-                   boxes=args.boxes, smooth=args.smooth, refine=args.refine)
+                   boxes=args.boxes, smooth=args.smooth, refine=args.refine,
+                   tracker_name=args.tracker, reid=args.reid)
 
 
 def bounded_float(low: float, high: float) -> Callable[[str], float]:
@@ -82,6 +99,9 @@ fraction = bounded_float(0.0, 1.0)
 
 def add_tracking_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     defaults = TrackingOptions()
+    parser.add_argument("--tracker", choices=TRACKERS, default=defaults.tracker_name,
+                        help="bytetrack (default; motion only) or deepsort (motion and "
+                             "appearance: follows people through crossings, slower)")
     parser.add_argument("--conf", type=fraction, default=defaults.conf,
                         help="score a detection needs to be matched first and to start a track "
                              "(lower ones down to --low-conf still extend tracks; "
@@ -103,3 +123,7 @@ def add_tracking_arguments(parser: argparse.ArgumentParser | argparse._ArgumentG
                         help="offline: join tracks the tracker broke where motion clearly agrees "
                              "(never tracks seen on the same frame) and fill missing frames by "
                              "linear interpolation (up to 1.2 s)")
+    parser.add_argument("--reid", default=defaults.reid,
+                        help="appearance model for --tracker deepsort: person-reid-0248 "
+                             "(default), person-reid-0287, a Re-ID .onnx, or a torchreid OSNet "
+                             "checkpoint (.pth, .pth.tar; needs torch)")

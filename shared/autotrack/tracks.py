@@ -48,8 +48,13 @@ class TrackCollector:
 
     def add(self, frame: int, objects: TrackedObjects) -> None:
         """Record one frame's output; tracks confirmed late also get the frame before."""
-        if objects.first_seen_previous_frame is not None and frame > 0:
-            self._add(frame - 1, objects.first_seen_previous_frame)
+        earlier = []  # DeepSORT nests one object per frame it waited to confirm a track
+        previous, at = objects.first_seen_previous_frame, frame - 1
+        while previous is not None and at >= 0:
+            earlier.append((at, previous))
+            previous, at = previous.first_seen_previous_frame, at - 1
+        for at, previous in reversed(earlier):
+            self._add(at, previous)
         self._add(frame, objects)
 
     def _add(self, frame: int, objects: TrackedObjects) -> None:

@@ -247,7 +247,7 @@ def _detect_and_track(job: _Job, args: argparse.Namespace, out: TextIO,
     counting = _CountingDetector(job.detector, plan.class_ids, args.conf,
                                  count=not plan.restricted)
     options = TrackingOptions.from_args(args)
-    tracker = options.tracker(args.fps)
+    tracker = options.tracker(args.fps, device=args.device)
     with tqdm(total=len(job.frames), unit="frame", disable=args.quiet or None,
               desc=f"{target.kind} {target.id}", file=err) as bar:
         result = track_video(source, counting, tracker, class_ids=plan.class_ids,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Protocol, Self, TypeVar
 
+import numpy as np
+
 from autotrack.detections import Detections, TrackedObjects
 from autotrack.errors import StateError
 
@@ -12,7 +14,11 @@ from autotrack.errors import StateError
 class MultiObjectTracker(Protocol):
     """Online tracker: one call per frame, in order; its whole state round-trips as JSON."""
 
-    def update(self, detections: Detections) -> TrackedObjects: ...
+    def update(self, detections: Detections, *, frame: np.ndarray | None = None
+               ) -> TrackedObjects:
+        """``frame`` (HxWx3 uint8 BGR) feeds trackers with an appearance model (DeepSORT);
+        the others ignore it."""
+        ...
 
     def to_state(self) -> str: ...
 

@@ -118,8 +118,10 @@ class ByteTrack:
             similarity *= scores[cols]
         return 1.0 - similarity
 
-    def update(self, detections: Detections) -> TrackedObjects:
-        """Associate one frame's detections; returns the confirmed tracks seen in it."""
+    def update(self, detections: Detections, *, frame: np.ndarray | None = None
+               ) -> TrackedObjects:
+        """Associate one frame's detections; returns the confirmed tracks seen in it.
+        ``frame`` is ignored: ByteTrack uses no appearance."""
         cfg = self.config
         self.frame_id += 1
         boxes, scores, classes = detections.boxes, detections.scores, detections.class_ids
