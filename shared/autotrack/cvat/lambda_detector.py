@@ -48,6 +48,9 @@ from autotrack.cvat.label_spec import (
     label_spec,
     spec_problems,
 )
+from autotrack.cvat.lambda_base import (
+    USER_DATA_KEY, LambdaFunction, handle_loaded, log, one_line, respond,
+)
 from autotrack.cvat.lambda_request import (
     DetectorRequest,
     RequestError,
@@ -62,7 +65,6 @@ from autotrack.masks import mask_box, mask_to_polygon
 DEFAULT_THRESHOLD = 0.5  # what CVAT's own detector functions use when none is sent
 DEFAULT_MIN_SCORE = 0.05
 POLYGON_TOLERANCE = 1.0  # pixels a polygon may stray from its mask's outline
-USER_DATA_KEY = "autotrack"
 
 __all__ = [
     "DEFAULT_MIN_SCORE",
@@ -132,8 +134,10 @@ class DetectorFromEnv:
         return f"{self.model} (${self.variable}, default {self.default})"
 
 
-class DetectorFunction:
+class DetectorFunction(LambdaFunction[DetectorRequest]):
     """One loaded detector answering CVAT requests; :func:`init_context` keeps it in user_data."""
+
+    failure_subject = "this image"
 
     def __init__(self, detector: Detector, settings: FunctionSettings | None = None) -> None:
         self.detector = detector
@@ -142,15 +146,8 @@ class DetectorFunction:
         self.shape_type = detector_shape_type(detector)
         self.spec = label_spec(self.class_names, self.shape_type)  # refuses repeated names
 
-    def handle(self, context: object, event: object) -> object:
-        """The response to one event; never raises."""
-        try:
-            return self._handle(context, event)
-        except Exception as exc:  # a bug here must still answer, not kill the worker
-            _log(context, "error", f"autotrack: internal error: {_one_line(exc)}\n"
-                                   f"{traceback.format_exc()}")
-            return _respond(context, 500, {"error": f"internal error: {_one_line(exc)}",
-                                           "status": 500})
+    def parse(self, body: object) -> DetectorRequest:
+        return parse_detector_request(body, self.settings.limits)
 
     def run(self, request: DetectorRequest) -> list[dict]:
         """The CVAT shapes for a checked request."""
@@ -163,34 +160,10 @@ class DetectorFunction:
             polygon_tolerance=self.settings.polygon_tolerance,
         )
 
-    def _handle(self, context: object, event: object) -> object:
-        started = time.perf_counter()
-        try:
-            request = parse_detector_request(getattr(event, "body", None), self.settings.limits)
-        except RequestError as exc:
-            _log(context, "warn", f"autotrack: refused request ({exc.status}): {exc}")
-            return _respond(context, exc.status, exc.to_json())
-        if request.ignored_fields:
-            _log(context, "debug",
-                 f"autotrack: ignoring fields {', '.join(request.ignored_fields)}")
-        try:
-            shapes = self.run(request)
-        except InputError as exc:
-            _log(context, "warn", f"autotrack: refused image: {_one_line(exc)}")
-            return _respond(context, 400, {"error": _one_line(exc), "status": 400})
-        except Exception as exc:
-            _log(context, "error", f"autotrack: the model failed: {_one_line(exc)}\n"
-                                   f"{traceback.format_exc()}")
-            return _respond(context, 500, {
-                "error": f"the model failed on this image: {type(exc).__name__}: "
-                         f"{_one_line(exc)}",
-                "status": 500,
-            })
+    def describe(self, request: DetectorRequest, result: list[dict], milliseconds: float) -> str:
         height, width = request.image.shape[:2]
-        _log(context, "info",
-             f"autotrack: {len(shapes)} shapes on a {width}x{height} {request.image_format} "
-             f"in {1000 * (time.perf_counter() - started):.0f} ms")
-        return _respond(context, 200, shapes)
+        return (f"{len(result)} shapes on a {width}x{height} {request.image_format} "
+                f"in {milliseconds:.0f} ms")
 
 
 def init_context(
@@ -211,23 +184,23 @@ def init_context(
     try:
         settings = settings or FunctionSettings.from_env()
     except ValueError as exc:
-        _log(context, "error", f"autotrack: bad function settings: {exc}")
+        log(context, "error", f"autotrack: bad function settings: {exc}")
         raise
-    _log(context, "info", f"autotrack: loading detector {detector_factory}")
+    log(context, "info", f"autotrack: loading detector {detector_factory}")
     try:
         detector = detector_factory()
         function = DetectorFunction(detector, settings)
     except Exception as exc:
-        _log(context, "error", f"autotrack: cannot load the detector {detector_factory}: "
-                               f"{_one_line(exc)}")
+        log(context, "error", f"autotrack: cannot load the detector {detector_factory}: "
+                               f"{one_line(exc)}")
         raise
     for warning in _device_warnings(detector, settings.device):
-        _log(context, "warn", f"autotrack: {warning}")
+        log(context, "warn", f"autotrack: {warning}")
     if function_yaml is not None:
         for problem in _spec_check(function_yaml, function):
-            _log(context, "warn", f"autotrack: {problem}")
+            log(context, "warn", f"autotrack: {problem}")
     context.user_data.autotrack = function
-    _log(context, "info",
+    log(context, "info",
          f"autotrack: ready in {time.perf_counter() - started:.1f} s: "
          f"{len(function.class_names)} classes as {function.shape_type} shapes, "
          f"default threshold {settings.default_threshold}, device {settings.device or 'cpu'}")
@@ -236,12 +209,7 @@ def init_context(
 
 def handle(context: object, event: object) -> object:
     """Answer one CVAT request with the detector :func:`init_context` loaded."""
-    function = getattr(getattr(context, "user_data", None), USER_DATA_KEY, None)
-    if not isinstance(function, DetectorFunction):
-        message = "the function is not initialised: init_context did not finish (see its logs)"
-        _log(context, "error", f"autotrack: {message}")
-        return _respond(context, 503, {"error": message, "status": 503})
-    return function.handle(context, event)
+    return handle_loaded(context, event, DetectorFunction)
 
 
 def detections_to_cvat(
@@ -359,29 +327,3 @@ def _env_fraction(environ: Mapping[str, str], name: str, default: float) -> floa
     if not (math.isfinite(value) and 0 <= value <= 1):
         raise ValueError(f"{name} must be a number between 0 and 1, got {text!r}")
     return value
-
-
-def _respond(context: object, status: int, payload: object) -> object:
-    response_class = getattr(context, "Response", None)
-    body = json.dumps(payload)
-    if response_class is None:  # not a Nuclio context: plain values for a caller to wrap
-        return status, body
-    return response_class(body=body, headers={}, content_type="application/json",
-                          status_code=status)
-
-
-def _log(context: object, level: str, message: str) -> None:
-    """Log through Nuclio's logger (debug/info/warn/error) or a stdlib-style one."""
-    logger = getattr(context, "logger", None)
-    method = getattr(logger, level, None) or getattr(logger, "warning", None)
-    if method is None:
-        print(message, file=sys.stderr)
-        return
-    try:
-        method(message)
-    except Exception:
-        print(message, file=sys.stderr)
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__

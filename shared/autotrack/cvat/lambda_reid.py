@@ -60,11 +60,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from autotrack.assignment import linear_assignment
+from autotrack.cvat.lambda_base import (
+    USER_DATA_KEY, LambdaFunction, handle_loaded, log, one_line, respond,
+)
 from autotrack.cvat.lambda_detector import (
-    _log,
-    _one_line,
     _preload_onnxruntime_cuda,
-    _respond,
     _runs_on_onnxruntime,
     _wants_gpu,
 )
@@ -83,7 +83,6 @@ DEFAULT_MAX_DISTANCE = 50.0  # pixels, likewise
 MAX_THRESHOLD = 2.0  # cosine distance of opposite vectors
 MAX_BOXES = 1000
 REID_FIELDS = ("image0", "image1", "boxes0", "boxes1", "threshold", "max_distance")
-USER_DATA_KEY = "autotrack"
 
 __all__ = [
     "DEFAULT_MAX_DISTANCE",
@@ -387,9 +386,11 @@ class EmbedderFromEnv:
         return f"{self.model} (${self.variable}, default {self.default})"
 
 
-class ReidFunction:
+class ReidFunction(LambdaFunction[ReidRequest]):
     """One loaded embedder answering CVAT reid requests; :func:`init_context` keeps it in
     user_data."""
+
+    failure_subject = "these images"
 
     def __init__(self, embedder: object, settings: ReidSettings | None = None) -> None:
         if not callable(getattr(embedder, "embed", None)):
@@ -397,49 +398,17 @@ class ReidFunction:
         self.embedder = embedder
         self.settings = settings or ReidSettings()
 
-    def handle(self, context: object, event: object) -> object:
-        """The response to one event; never raises."""
-        try:
-            return self._handle(context, event)
-        except Exception as exc:  # a bug here must still answer, not kill the worker
-            _log(context, "error", f"autotrack: internal error: {_one_line(exc)}\n"
-                                   f"{traceback.format_exc()}")
-            return _respond(context, 500, {"error": f"internal error: {_one_line(exc)}",
-                                           "status": 500})
+    def parse(self, body: object) -> ReidRequest:
+        return parse_reid_request(body, self.settings.limits, max_boxes=self.settings.max_boxes)
 
     def run(self, request: ReidRequest) -> list[int]:
         return match_boxes(self.embedder, request,
                            threshold=self.settings.default_threshold,
                            max_distance=self.settings.default_max_distance)
 
-    def _handle(self, context: object, event: object) -> object:
-        started = time.perf_counter()
-        try:
-            request = parse_reid_request(getattr(event, "body", None), self.settings.limits,
-                                         max_boxes=self.settings.max_boxes)
-        except RequestError as exc:
-            _log(context, "warn", f"autotrack: refused request ({exc.status}): {exc}")
-            return _respond(context, exc.status, exc.to_json())
-        if request.ignored_fields:
-            _log(context, "debug",
-                 f"autotrack: ignoring fields {', '.join(request.ignored_fields)}")
-        try:
-            matches = self.run(request)
-        except InputError as exc:
-            _log(context, "warn", f"autotrack: refused request: {_one_line(exc)}")
-            return _respond(context, 400, {"error": _one_line(exc), "status": 400})
-        except Exception as exc:
-            _log(context, "error", f"autotrack: the model failed: {_one_line(exc)}\n"
-                                   f"{traceback.format_exc()}")
-            return _respond(context, 500, {
-                "error": f"the model failed on these images: {type(exc).__name__}: "
-                         f"{_one_line(exc)}",
-                "status": 500,
-            })
-        _log(context, "info",
-             f"autotrack: matched {sum(m >= 0 for m in matches)} of {len(request.boxes0)} "
-             f"boxes to {len(request.boxes1)} in {1000 * (time.perf_counter() - started):.0f} ms")
-        return _respond(context, 200, matches)
+    def describe(self, request: ReidRequest, result: list[int], milliseconds: float) -> str:
+        return (f"matched {sum(m >= 0 for m in result)} of {len(request.boxes0)} boxes to "
+                f"{len(request.boxes1)} in {milliseconds:.0f} ms")
 
 
 def init_context(
@@ -457,14 +426,14 @@ def init_context(
     try:
         settings = settings or ReidSettings.from_env()
     except ValueError as exc:
-        _log(context, "error", f"autotrack: bad function settings: {exc}")
+        log(context, "error", f"autotrack: bad function settings: {exc}")
         raise
-    _log(context, "info", f"autotrack: loading embedder {embedder_factory}")
+    log(context, "info", f"autotrack: loading embedder {embedder_factory}")
     try:
         function = ReidFunction(embedder_factory(), settings)
     except Exception as exc:
-        _log(context, "error", f"autotrack: cannot load the embedder {embedder_factory}: "
-                               f"{_one_line(exc)}")
+        log(context, "error", f"autotrack: cannot load the embedder {embedder_factory}: "
+                               f"{one_line(exc)}")
         raise
     model = str(getattr(embedder_factory, "model", "") or "")
     if _wants_gpu(settings.device) and model and _runs_on_onnxruntime(model):
@@ -472,11 +441,11 @@ def init_context(
 
         available = ort.get_available_providers()
         if "CUDAExecutionProvider" not in available:
-            _log(context, "warn",
+            log(context, "warn",
                  f"autotrack: AUTOTRACK_DEVICE={settings.device} but onnxruntime offers only "
                  f"{', '.join(available)}: install onnxruntime-gpu; running on the CPU")
     context.user_data.autotrack = function
-    _log(context, "info",
+    log(context, "info",
          f"autotrack: ready in {time.perf_counter() - started:.1f} s: default threshold "
          f"{settings.default_threshold}, max_distance {settings.default_max_distance} px, "
          f"device {settings.device or 'cpu'}")
@@ -485,12 +454,7 @@ def init_context(
 
 def handle(context: object, event: object) -> object:
     """Answer one CVAT reid request with the embedder :func:`init_context` loaded."""
-    function = getattr(getattr(context, "user_data", None), USER_DATA_KEY, None)
-    if not isinstance(function, ReidFunction):
-        message = "the function is not initialised: init_context did not finish (see its logs)"
-        _log(context, "error", f"autotrack: {message}")
-        return _respond(context, 503, {"error": message, "status": 503})
-    return function.handle(context, event)
+    return handle_loaded(context, event, ReidFunction)
 
 
 # --- helpers ------------------------------------------------------------------------------------

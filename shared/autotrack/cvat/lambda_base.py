@@ -1,0 +1,108 @@
+"""What every Nuclio function of ours does around its model: parse, run, answer, never raise.
+
+A subclass says how to parse a request body, how to run the model on it and how to log the
+result; this base turns every failure into the right HTTP answer (4xx for the caller's
+mistakes, 500 for the model's, 503 before the model is loaded) with a JSON ``error``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import traceback
+from typing import Any, Generic, TypeVar
+
+from autotrack.cvat.lambda_request import RequestError
+from autotrack.errors import InputError
+
+USER_DATA_KEY = "autotrack"
+RequestT = TypeVar("RequestT")
+
+
+class LambdaFunction(Generic[RequestT]):
+    """One loaded model answering CVAT requests; ``init_context`` keeps it in user_data."""
+
+    failure_subject = "this request"  # "the model failed on <subject>"
+
+    def parse(self, body: object) -> RequestT:
+        raise NotImplementedError
+
+    def run(self, request: RequestT) -> Any:
+        raise NotImplementedError
+
+    def describe(self, request: RequestT, result: Any, milliseconds: float) -> str:
+        return f"answered in {milliseconds:.0f} ms"
+
+    def handle(self, context: object, event: object) -> object:
+        """The response to one event; never raises."""
+        try:
+            return self._handle(context, event)
+        except Exception as exc:  # a bug here must still answer, not kill the worker
+            log(context, "error", f"autotrack: internal error: {one_line(exc)}\n"
+                                  f"{traceback.format_exc()}")
+            return respond(context, 500, {"error": f"internal error: {one_line(exc)}",
+                                          "status": 500})
+
+    def _handle(self, context: object, event: object) -> object:
+        started = time.perf_counter()
+        try:
+            request = self.parse(getattr(event, "body", None))
+        except RequestError as exc:
+            log(context, "warn", f"autotrack: refused request ({exc.status}): {exc}")
+            return respond(context, exc.status, exc.to_json())
+        ignored = getattr(request, "ignored_fields", ())
+        if ignored:
+            log(context, "debug", f"autotrack: ignoring fields {', '.join(ignored)}")
+        try:
+            result = self.run(request)
+        except InputError as exc:
+            log(context, "warn", f"autotrack: refused request: {one_line(exc)}")
+            return respond(context, 400, {"error": one_line(exc), "status": 400})
+        except Exception as exc:
+            log(context, "error", f"autotrack: the model failed: {one_line(exc)}\n"
+                                  f"{traceback.format_exc()}")
+            return respond(context, 500, {
+                "error": f"the model failed on {self.failure_subject}: "
+                         f"{type(exc).__name__}: {one_line(exc)}",
+                "status": 500,
+            })
+        milliseconds = 1000 * (time.perf_counter() - started)
+        log(context, "info", f"autotrack: {self.describe(request, result, milliseconds)}")
+        return respond(context, 200, result)
+
+
+def handle_loaded(context: object, event: object, kind: type[LambdaFunction]) -> object:
+    """Answer with the function ``init_context`` stored, or 503 if it never finished."""
+    function = getattr(getattr(context, "user_data", None), USER_DATA_KEY, None)
+    if not isinstance(function, kind):
+        message = "the function is not initialised: init_context did not finish (see its logs)"
+        log(context, "error", f"autotrack: {message}")
+        return respond(context, 503, {"error": message, "status": 503})
+    return function.handle(context, event)
+
+
+def respond(context: object, status: int, payload: object) -> object:
+    response_class = getattr(context, "Response", None)
+    body = json.dumps(payload)
+    if response_class is None:  # not a Nuclio context: plain values for a caller to wrap
+        return status, body
+    return response_class(body=body, headers={}, content_type="application/json",
+                          status_code=status)
+
+
+def log(context: object, level: str, message: str) -> None:
+    """Log through Nuclio's logger (debug/info/warn/error) or a stdlib-style one."""
+    logger = getattr(context, "logger", None)
+    method = getattr(logger, level, None) or getattr(logger, "warning", None)
+    if method is None:
+        print(message, file=sys.stderr)
+        return
+    try:
+        method(message)
+    except Exception:
+        print(message, file=sys.stderr)
+
+
+def one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
