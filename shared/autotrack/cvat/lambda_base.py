@@ -56,6 +56,9 @@ class LambdaFunction(Generic[RequestT]):
             log(context, "debug", f"autotrack: ignoring fields {', '.join(ignored)}")
         try:
             result = self.run(request)
+        except RequestError as exc:  # the request was well-formed but its content is refused
+            log(context, "warn", f"autotrack: refused request ({exc.status}): {exc}")
+            return respond(context, exc.status, exc.to_json())
         except InputError as exc:
             log(context, "warn", f"autotrack: refused request: {one_line(exc)}")
             return respond(context, 400, {"error": one_line(exc), "status": 400})

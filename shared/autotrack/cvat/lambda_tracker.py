@@ -1,0 +1,233 @@
+"""Nuclio handler core for a CVAT ``type: tracker`` function (single-object trackers).
+
+What CVAT sends (``LambdaFunction.invoke`` in cvat/apps/lambda_manager/views.py): ``{"image":
+<base64 frame>, "shapes": [...], "states": [...]}``.
+
+- Starting: ``shapes`` holds one entry per object and ``states`` is ``[]``. A function whose
+  function.yaml declares no ``supported_shape_types`` (ours) gets each shape as its bare
+  ``points`` list ``[x1, y1, x2, y2]``; with the annotation it would get CVAT's shape object
+  (``{"type": "rectangle", "points": [...], ...}``), which is accepted too.
+- Continuing: ``states`` holds the states this function returned last time and ``shapes`` is
+  ``[None] * len(states)``. CVAT signs every state it hands out (``TimestampSigner``, 8 hours)
+  and gives the function back the JSON value it returned.
+
+The answer is ``{"shapes": [[x1, y1, x2, y2], ...], "states": [...]}``, one of each per input
+shape; CVAT wraps each points list as a rectangle and signs each state.
+
+Each state here is an :class:`autotrack.sot.SotState` text (digest- or HMAC-checked, at most
+16 KiB). The live cv2 tracker stays in this worker's session store; another worker, or this one
+after a restart, re-initialises from the state's template and last box.
+
+Problems are answered like the detector functions do (:mod:`autotrack.cvat.lambda_request`):
+400 with ``{"error", "status", "field"}`` for malformed input or edited, foreign or unknown
+states, 413 for what is too large, 500 for a model failure, 503 before :func:`init_context`.
+
+Settings (function.yaml ``spec.env``): ``AUTOTRACK_SOT_SESSION_TTL`` (seconds a live tracker is
+kept unused, default 900), ``AUTOTRACK_SOT_MAX_SESSIONS`` (live trackers per worker, default
+128), ``AUTOTRACK_SOT_MAX_SHAPES`` (objects per request, default 64), ``AUTOTRACK_STATE_KEY``
+(HMAC key for states; set it), and the image limits of the detector functions.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from autotrack.cvat.lambda_base import (
+    USER_DATA_KEY, LambdaFunction, handle_loaded, log, one_line, respond,
+)
+from autotrack.cvat.lambda_request import (
+    RequestError,
+    RequestLimits,
+    decode_base64_image,
+    parse_json_object,
+)
+from autotrack.errors import StateError
+from autotrack.sot import MAX_SOT_STATE_BYTES, OpenCVTracker, SessionStore, SotState, check_box
+from autotrack.sot.session import DEFAULT_MAX_SESSIONS, DEFAULT_TTL_S
+
+DEFAULT_MAX_SHAPES = 64
+TRACKER_FIELDS = ("image", "shapes", "states")
+
+
+@dataclass(frozen=True)
+class TrackerSettings:
+    session_ttl_s: float = DEFAULT_TTL_S
+    max_sessions: int = DEFAULT_MAX_SESSIONS
+    max_shapes: int = DEFAULT_MAX_SHAPES
+    limits: RequestLimits = field(default_factory=RequestLimits)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> TrackerSettings:
+        environ = os.environ if environ is None else environ
+        return cls(
+            session_ttl_s=_env_number(environ, "AUTOTRACK_SOT_SESSION_TTL", DEFAULT_TTL_S, 1e-3),
+            max_sessions=int(_env_number(environ, "AUTOTRACK_SOT_MAX_SESSIONS",
+                                         DEFAULT_MAX_SESSIONS, 0, integer=True)),
+            max_shapes=int(_env_number(environ, "AUTOTRACK_SOT_MAX_SHAPES", DEFAULT_MAX_SHAPES,
+                                       1, integer=True)),
+            limits=RequestLimits.from_env(environ),
+        )
+
+
+@dataclass(frozen=True)
+class TrackerRequest:
+    image: np.ndarray
+    items: tuple[tuple[str, object], ...]  # ("init", box) or ("continue", SotState)
+    ignored_fields: tuple[str, ...] = ()
+
+
+class TrackerFunction(LambdaFunction[TrackerRequest]):
+    """One SOT model answering CVAT tracker requests; kept in ``context.user_data``."""
+
+    failure_subject = "this frame"
+
+    def __init__(self, tracker: OpenCVTracker, settings: TrackerSettings | None = None) -> None:
+        self.tracker = tracker
+        self.settings = settings or TrackerSettings()
+
+    def parse(self, body: object) -> TrackerRequest:
+        limits = self.settings.limits
+        payload = parse_json_object(body, limits)
+        shapes = _optional_list(payload, "shapes")
+        states = _optional_list(payload, "states")
+        if shapes is None and states is None:
+            raise RequestError("send 'shapes' to start tracking or 'states' to continue",
+                               field="shapes")
+        shapes = [None] * len(states or []) if shapes is None else shapes
+        states = [] if states is None else states
+        if len(states) > len(shapes):
+            raise RequestError(f"'states' has {len(states)} entries but 'shapes' only "
+                               f"{len(shapes)}", field="states")
+        if len(shapes) > self.settings.max_shapes:
+            raise RequestError(f"{len(shapes)} shapes in one request, over the limit of "
+                               f"{self.settings.max_shapes} (AUTOTRACK_SOT_MAX_SHAPES)",
+                               status=413, field="shapes")
+        items: list[tuple[str, object]] = []
+        for i, shape in enumerate(shapes):
+            state = states[i] if i < len(states) else None
+            if state is not None:
+                items.append(("continue", self._state(state, i)))
+            elif shape is not None:
+                items.append(("init", _shape_box(shape, i)))
+            else:
+                raise RequestError(f"'shapes[{i}]' and 'states[{i}]' are both null: nothing to "
+                                   "track", field=f"shapes[{i}]")
+        image, _ = decode_base64_image(payload.get("image"), limits)
+        height, width = image.shape[:2]
+        for i, (what, value) in enumerate(items):
+            box = value if what == "init" else value.box
+            x1, y1, x2, y2 = box
+            if min(x2, width) - max(x1, 0) < 1 or min(y2, height) - max(y1, 0) < 1:
+                where = f"shapes[{i}]" if what == "init" else f"states[{i}]"
+                raise RequestError(f"'{where}' box {[round(v, 2) for v in box]} does not "
+                                   f"overlap the {width}x{height} image", field=where)
+        return TrackerRequest(image, tuple(items), tuple(
+            sorted(str(k) for k in payload if k not in TRACKER_FIELDS)))
+
+    def run(self, request: TrackerRequest) -> dict[str, list]:
+        shapes, states = [], []
+        for what, value in request.items:
+            try:
+                if what == "init":
+                    state = self.tracker.init(request.image, value)
+                    box = state.box
+                else:
+                    box, _, state = self.tracker.update(request.image, value)
+            except StateError as exc:  # e.g. a template that does not decode
+                raise RequestError(one_line(exc), field="states") from None
+            shapes.append([round(float(v), 2) for v in box])
+            states.append(state.encode())
+        return {"shapes": shapes, "states": states}
+
+    def describe(self, request: TrackerRequest, result: dict[str, list],
+                 milliseconds: float) -> str:
+        return f"tracked {len(result['shapes'])} objects in {milliseconds:.0f} ms"
+
+    def _state(self, value: object, index: int) -> SotState:
+        where = f"states[{index}]"
+        if not isinstance(value, str):
+            raise RequestError(f"'{where}' must be the state string this function returned, "
+                               f"got {type(value).__name__}", field=where)
+        if len(value) > MAX_SOT_STATE_BYTES:
+            raise RequestError(f"'{where}' is {len(value)} bytes, over the "
+                               f"{MAX_SOT_STATE_BYTES}-byte state limit", status=413,
+                               field=where)
+        try:
+            return SotState.decode(value, self.tracker.kind)
+        except StateError as exc:
+            raise RequestError(f"'{where}' is refused: {exc}", field=where) from None
+
+
+def init_context(context: object, kind: str,
+                 settings: TrackerSettings | None = None) -> TrackerFunction:
+    """Load the tracker once per worker and keep it in ``context.user_data``."""
+    started = time.perf_counter()
+    try:
+        settings = settings or TrackerSettings.from_env()
+        store = SessionStore(settings.session_ttl_s, settings.max_sessions)
+        function = TrackerFunction(OpenCVTracker(kind, store), settings)
+    except Exception as exc:
+        log(context, "error", f"autotrack: cannot load the {kind} tracker: {one_line(exc)}")
+        raise
+    setattr(context.user_data, USER_DATA_KEY, function)
+    if not os.environ.get("AUTOTRACK_STATE_KEY"):
+        log(context, "warn", "autotrack: AUTOTRACK_STATE_KEY is not set: tracker states carry "
+                              "a plain digest, which anyone can recompute after editing one")
+    log(context, "info", f"autotrack: {kind} tracker ready in "
+                          f"{time.perf_counter() - started:.1f} s")
+    return function
+
+
+def handle(context: object, event: object) -> object:
+    """Answer one CVAT tracker request with the tracker :func:`init_context` loaded."""
+    return handle_loaded(context, event, TrackerFunction)
+
+
+def _optional_list(payload: Mapping[str, object], name: str) -> list | None:
+    value = payload.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise RequestError(f"'{name}' must be a list, got {type(value).__name__}", field=name)
+    return value
+
+
+def _shape_box(shape: object, index: int) -> tuple[float, float, float, float]:
+    where = f"shapes[{index}]"
+    points = shape
+    if isinstance(shape, dict):
+        kind = shape.get("type", "rectangle")
+        if kind != "rectangle":
+            raise RequestError(f"'{where}' is a {kind!r}; this tracker follows rectangles only",
+                               field=where)
+        rotation = shape.get("rotation", 0) or 0
+        if not isinstance(rotation, (int, float)) or isinstance(rotation, bool) \
+                or not math.isfinite(rotation) or rotation % 360 != 0:
+            raise RequestError(f"'{where}' is rotated; this tracker follows upright boxes only",
+                               field=where)
+        points = shape.get("points")
+    try:
+        return check_box(points, f"'{where}'")
+    except ValueError as exc:
+        raise RequestError(str(exc), field=where) from None
+
+
+def _env_number(environ: Mapping[str, str], name: str, default: float, minimum: float,
+                integer: bool = False) -> float:
+    text = environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text) if integer else float(text)
+    except ValueError:
+        raise ValueError(f"{name} must be a {'whole ' if integer else ''}number, "
+                         f"got {text!r}") from None
+    if not math.isfinite(value) or value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {text!r}")
+    return value
