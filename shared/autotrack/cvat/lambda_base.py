@@ -8,9 +8,11 @@ mistakes, 500 for the model's, 503 before the model is loaded) with a JSON ``err
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import traceback
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from autotrack.cvat.lambda_request import RequestError
@@ -73,6 +75,22 @@ class LambdaFunction(Generic[RequestT]):
         milliseconds = 1000 * (time.perf_counter() - started)
         log(context, "info", f"autotrack: {self.describe(request, result, milliseconds)}")
         return respond(context, 200, result)
+
+
+@dataclass(frozen=True)
+class ModelFromEnv:
+    """A model factory for main.py: the model named by an environment variable, else a
+    default. Subclasses load it (``__call__``)."""
+
+    variable: str
+    default: str
+
+    @property
+    def model(self) -> str:
+        return os.environ.get(self.variable, "").strip() or self.default
+
+    def __str__(self) -> str:
+        return f"{self.model} (${self.variable}, default {self.default})"
 
 
 def handle_loaded(context: object, event: object, kind: type[LambdaFunction]) -> object:

@@ -49,7 +49,7 @@ from autotrack.cvat.label_spec import (
     spec_problems,
 )
 from autotrack.cvat.lambda_base import (
-    USER_DATA_KEY, LambdaFunction, handle_loaded, log, one_line, respond,
+    USER_DATA_KEY, LambdaFunction, ModelFromEnv, handle_loaded, log, one_line, respond,
 )
 from autotrack.cvat.lambda_request import (
     DetectorRequest,
@@ -110,17 +110,9 @@ class FunctionSettings:
         )
 
 
-@dataclass(frozen=True)
-class DetectorFromEnv:
+class DetectorFromEnv(ModelFromEnv):
     """Detector factory for main.py: the model named by an environment variable, else a default,
     loaded with :func:`autotrack.detectors.load_detector` on ``AUTOTRACK_DEVICE``."""
-
-    variable: str
-    default: str
-
-    @property
-    def model(self) -> str:
-        return os.environ.get(self.variable, "").strip() or self.default
 
     def __call__(self) -> Detector:
         from autotrack.detectors import load_detector
@@ -129,9 +121,6 @@ class DetectorFromEnv:
         if _wants_gpu(settings.device) and _runs_on_onnxruntime(self.model):
             _preload_onnxruntime_cuda()
         return load_detector(self.model, min_score=settings.min_score, device=settings.device)
-
-    def __str__(self) -> str:
-        return f"{self.model} (${self.variable}, default {self.default})"
 
 
 class DetectorFunction(LambdaFunction[DetectorRequest]):

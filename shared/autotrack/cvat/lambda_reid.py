@@ -61,7 +61,7 @@ import numpy as np
 
 from autotrack.assignment import linear_assignment
 from autotrack.cvat.lambda_base import (
-    USER_DATA_KEY, LambdaFunction, handle_loaded, log, one_line, respond,
+    USER_DATA_KEY, LambdaFunction, ModelFromEnv, handle_loaded, log, one_line, respond,
 )
 from autotrack.cvat.lambda_detector import (
     _preload_onnxruntime_cuda,
@@ -362,17 +362,9 @@ class ReidSettings:
         )
 
 
-@dataclass(frozen=True)
-class EmbedderFromEnv:
+class EmbedderFromEnv(ModelFromEnv):
     """Embedder factory for main.py: the model named by an environment variable, else a
     default, loaded with :func:`autotrack.reid.load_embedder` on ``AUTOTRACK_DEVICE``."""
-
-    variable: str
-    default: str
-
-    @property
-    def model(self) -> str:
-        return os.environ.get(self.variable, "").strip() or self.default
 
     def __call__(self) -> object:
         from autotrack.reid import load_embedder
@@ -381,9 +373,6 @@ class EmbedderFromEnv:
         if _wants_gpu(settings.device) and _runs_on_onnxruntime(self.model):
             _preload_onnxruntime_cuda()
         return load_embedder(self.model, device=settings.device)
-
-    def __str__(self) -> str:
-        return f"{self.model} (${self.variable}, default {self.default})"
 
 
 class ReidFunction(LambdaFunction[ReidRequest]):

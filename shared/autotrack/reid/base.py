@@ -85,3 +85,28 @@ def scatter_rows(valid: np.ndarray, rows: np.ndarray, dim: int) -> np.ndarray:
     out = np.zeros((len(valid), dim), dtype=np.float32)
     out[valid] = rows
     return out
+
+
+class CropEmbedder:
+    """Shared half of the embedders: crop the boxes once, run the model in chunks of
+    ``max_batch`` crops, L2-normalise, and give invalid boxes a zero row. Subclasses set
+    ``input_hw``, ``dim`` and ``max_batch`` and implement ``_run`` (raw features of crops)."""
+
+    input_hw: tuple[int, int]
+    dim: int
+    max_batch: int
+
+    def _run(self, crops: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def embed_crops(self, crops: np.ndarray) -> np.ndarray:
+        """(K, dim) L2-normalised embeddings of crops already resized to ``input_hw``."""
+        if len(crops) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        step = self.max_batch
+        parts = [self._run(crops[i:i + step]) for i in range(0, len(crops), step)]
+        return l2_normalize(parts[0] if len(parts) == 1 else np.concatenate(parts))
+
+    def embed(self, frame_bgr: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        crops, valid = crop_batch(frame_bgr, boxes, self.input_hw)
+        return scatter_rows(valid, self.embed_crops(crops), self.dim)

@@ -22,7 +22,7 @@ import onnxruntime as ort
 
 from autotrack.errors import AutotrackError
 from autotrack.models import find_spec, resolve_model, sha256_of
-from autotrack.reid.base import crop_batch, l2_normalize, scatter_rows
+from autotrack.reid.base import CropEmbedder
 from autotrack.reid.onnx_batch import ProtobufError, make_batch_dynamic
 
 DEFAULT_INPUT_HW = (256, 128)  # used only when the export leaves height and width free
@@ -33,7 +33,7 @@ class NotReidModelError(AutotrackError):
     """The ONNX file loads but does not look like an image embedder."""
 
 
-class OnnxReidEmbedder:
+class OnnxReidEmbedder(CropEmbedder):
     """Re-ID embedder on an ONNX model; all crops of a frame go through one inference call."""
 
     def __init__(
@@ -154,14 +154,3 @@ class OnnxReidEmbedder:
         out = session.run(None, {self._input_name: self._blob(crops)})[0]
         return np.asarray(out, dtype=np.float32).reshape(len(crops), -1)
 
-    def embed_crops(self, crops: np.ndarray) -> np.ndarray:
-        """(K, dim) L2-normalised embeddings of crops already resized to ``input_hw``."""
-        if len(crops) == 0:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        step = self.max_batch
-        parts = [self._run(crops[i:i + step]) for i in range(0, len(crops), step)]
-        return l2_normalize(parts[0] if len(parts) == 1 else np.concatenate(parts))
-
-    def embed(self, frame_bgr: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-        crops, valid = crop_batch(frame_bgr, boxes, self.input_hw)
-        return scatter_rows(valid, self.embed_crops(crops), self.dim)

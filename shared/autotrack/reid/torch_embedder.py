@@ -18,7 +18,7 @@ from torch import nn
 
 from autotrack.errors import AutotrackError, ModelNotFoundError
 from autotrack.models import sha256_of
-from autotrack.reid.base import crop_batch, l2_normalize, scatter_rows
+from autotrack.reid.base import CropEmbedder
 from autotrack.reid.osnet import OSNet, osnet_from_state_dict
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # RGB, as torchreid trains
@@ -79,7 +79,7 @@ def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], source: st
     model.load_state_dict(merged, strict=True)
 
 
-class TorchReidEmbedder:
+class TorchReidEmbedder(CropEmbedder):
     """Re-ID embedder on a torch module mapping (N, 3, h, w) normalised RGB to (N, D)."""
 
     def __init__(
@@ -142,17 +142,6 @@ class TorchReidEmbedder:
         batch = (batch - self._mean) / self._std
         return self.model(batch).float().cpu().numpy().reshape(len(crops), -1)
 
-    def embed_crops(self, crops: np.ndarray) -> np.ndarray:
-        """(K, dim) L2-normalised embeddings of crops already resized to ``input_hw``."""
-        if len(crops) == 0:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        step = self.max_batch
-        parts = [self._run(crops[i:i + step]) for i in range(0, len(crops), step)]
-        return l2_normalize(parts[0] if len(parts) == 1 else np.concatenate(parts))
-
-    def embed(self, frame_bgr: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-        crops, valid = crop_batch(frame_bgr, boxes, self.input_hw)
-        return scatter_rows(valid, self.embed_crops(crops), self.dim)
 
 
 __all__ = ["CheckpointError", "OSNet", "TorchReidEmbedder", "load_weights"]
