@@ -14,6 +14,7 @@ _EXPORTS = {
     "metrics": ("BOX_METRICS", "DEFAULT_THRESHOLD", "MASK_METRICS", "EvaluationReport",
                 "SequenceResult", "combine", "evaluate", "evaluate_sequence",
                 "trackeval_box_data", "trackeval_mask_data"),
+    "sot": ("SotResult", "combine_sot", "evaluate_sot"),
     "sequences": ("CONVENTIONS", "ObjectMask", "SequenceData", "load_sequence",
                   "read_cvat_xml", "read_mot_text", "sequence_name"),
 }

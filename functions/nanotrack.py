@@ -1,0 +1,15 @@
+"""NanoTrack (OpenCV, ONNX weights from the model registry) as a cvat-sdk tracking function.
+
+Register it with CVAT, then serve CVAT's interactive tracking requests from this machine:
+`cvat-cli function create-native "NanoTrack" --function-file functions/nanotrack.py`, then
+`cvat-cli function run-agent FUNCTION_ID --function-file functions/nanotrack.py [-p NAME=TYPE:VALUE]`.
+
+Parameters (`-p name=type:value`): min_score=float:0.2 (below it a shape is reported lost on
+that frame), max_sessions=int:128 and session_ttl_s=float:900 (live trackers kept; an evicted
+one is rebuilt from the tracking state). Tracks rectangles only.
+The logic lives in autotrack.cvat.sdk_tracking.
+"""
+
+from autotrack.cvat.sdk_tracking import create_nanotrack as create
+
+__all__ = ["create"]
