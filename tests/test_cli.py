@@ -229,3 +229,21 @@ def test_annotate_with_deepsort(capsys, tmp_path, bedroom_dir):
 def test_unknown_reid_model_is_one_line(capsys, tmp_path, bedroom_dir):
     _one_line_error(capsys, ["annotate", str(bedroom_dir), "-o", str(tmp_path / "o.xml"),
                              "--tracker", "deepsort", "--reid", "no-such-reid"], "no-such-reid")
+
+
+def test_eval_sot_success_and_precision(capsys, tmp_path):
+    """Single-object scores from box-per-line files (OTB layout: x, y, w, h)."""
+    gt = tmp_path / "gt.txt"
+    pred = tmp_path / "pred.txt"
+    gt.write_text("\n".join("10,20,40,80" for _ in range(10)) + "\n")
+    pred.write_text("\n".join("10 20 40 80" for _ in range(5))
+                    + "\n" + "\n".join("200\t200\t40\t80" for _ in range(5)) + "\n")
+    assert main(["eval", "--sot", "--gt", str(gt), "--pred", str(pred)]) == 0
+    row = capsys.readouterr().out.splitlines()[1].split()
+    # Half the frames perfect (success at every threshold but 1), half missed entirely.
+    assert row[1] == "10" and float(row[2]) == pytest.approx(100 * 0.5 * 20 / 21, abs=0.1)
+    assert float(row[3]) == pytest.approx(50.0)
+    bad = tmp_path / "bad.txt"
+    bad.write_text("1,2,3\n")
+    _one_line_error(capsys, ["eval", "--sot", "--gt", str(gt), "--pred", str(bad)],
+                    "expected 4 numbers")

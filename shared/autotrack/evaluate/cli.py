@@ -18,6 +18,8 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from autotrack.errors import InputError
 
 _GT_NAMES = ("{seq}/gt/gt.txt", "{seq}.txt", "{seq}.xml")
@@ -59,6 +61,12 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--iou", type=_threshold, default=0.5, metavar="T",
                         help="IoU a match needs for MOTA and IDF1 (default 0.5; HOTA always "
                              "averages over 0.05..0.95)")
+    parser.add_argument("--sot", action="store_true",
+                        help="single-object sequences: GT and PRED hold one box per line "
+                             "(x, y, w, h, or x1, y1, x2, y2 with --box-format xyxy); prints "
+                             "success AUC, precision at 20 px and normalised precision")
+    parser.add_argument("--box-format", choices=("xywh", "xyxy"), default="xywh",
+                        help="box columns of --sot files (default xywh, as OTB and LaSOT)")
     parser.add_argument("--label", action="append", metavar="NAME",
                         help="score only objects with this CVAT label (repeatable or "
                              "comma-separated; MOT files have no labels and are kept whole)")
@@ -159,6 +167,8 @@ def run_eval(args: argparse.Namespace) -> int:
     from autotrack.evaluate.sequences import load_sequence
 
     pairs = _pairs(args.gt, args.pred)
+    if args.sot:
+        return _run_sot(args, pairs)
     labels = _labels(getattr(args, "label", None))
     loaded = []
     notes = []
@@ -195,4 +205,46 @@ def run_eval(args: argparse.Namespace) -> int:
         print(format_table(report))
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
+    return 0
+
+
+def _box_lines(path: Path) -> np.ndarray:
+    """One box per line, four numbers split by commas, tabs or spaces; NaN marks no box."""
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        fields = line.replace(",", " ").split()
+        if not fields:
+            continue
+        try:
+            values = [float(v) for v in fields]
+        except ValueError:
+            raise InputError(f"{path}:{number}: not a box: {line.strip()!r}") from None
+        if len(values) != 4:
+            raise InputError(f"{path}:{number}: expected 4 numbers, got {len(values)}")
+        rows.append(values)
+    return np.asarray(rows, dtype=np.float64).reshape(-1, 4)
+
+
+def _run_sot(args: argparse.Namespace, pairs: list[tuple[str, Path, Path]]) -> int:
+    from autotrack.evaluate.sot import combine_sot, evaluate_sot
+
+    results = {}
+    for name, gt_path, pred_path in pairs:
+        gt, pred = _box_lines(gt_path), _box_lines(pred_path)
+        if len(gt) != len(pred):
+            raise InputError(f"{name}: {len(gt)} ground-truth boxes but {len(pred)} predicted")
+        results[name] = evaluate_sot(pred, gt, args.box_format)
+    combined = combine_sot(list(results.values()))
+    if args.json:
+        text = json.dumps({"sequences": {n: r.as_dict() for n, r in results.items()},
+                           "combined": combined.as_dict()}, indent=2)
+        if args.json == "-":
+            print(text)
+            return 0
+        Path(args.json).write_text(text + "\n")
+    width = max(len(n) for n in [*results, "COMBINED"])
+    print(f"{'sequence':<{width}}  frames  success  precision  norm.precision")
+    for name, r in [*results.items(), ("COMBINED", combined)]:
+        print(f"{name:<{width}}  {r.frames:6d}  {100 * r.success_auc:7.1f}  "
+              f"{100 * r.precision:9.1f}  {100 * r.normalized_precision:14.1f}")
     return 0
