@@ -16,7 +16,7 @@ from autotrack.cvat import deploy
 from conftest import REPO_ROOT
 
 SERVERLESS = REPO_ROOT / "serverless"
-FUNCTIONS = ["nanotrack", "reid", "ultralytics", "vittrack", "yolox"]
+FUNCTIONS = ["nanotrack", "ostrack", "reid", "ultralytics", "vittrack", "yolox"]
 NETWORK_CONFIG = json.dumps({"attributes": {"network": "cvat_cvat"}})
 
 
@@ -100,7 +100,7 @@ def test_one_function_extra_env_and_no_network(capsys, tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--function", "nope"], "known: nanotrack, reid, ultralytics, vittrack, yolox"),
+    (["--function", "nope"], "known: nanotrack, ostrack, reid, ultralytics, vittrack, yolox"),
     (["--env", "NOEQUALS"], "KEY=VALUE"),
     (["--cpu", "--gpu"], "not allowed"),
     (["--wheel", "missing.whl"], "not a wheel"),

@@ -303,6 +303,10 @@ def test_tracker_function_yaml_carries_what_cvat_and_nuctl_read(config):
     trigger = spec["triggers"]["myHttpTrigger"]
     assert trigger["numWorkers"] == 1 and trigger["attributes"]["maxRequestBodySize"] > 0
     directives = " ".join(d["value"] for d in spec["build"]["directives"]["postCopy"])
-    models = {"vittrack": ["vittrack"], "nanotrack": ["nanotrack-backbone", "nanotrack-head"]}
+    # OSTrack's weights are not redistributable: the admin mounts or bakes them.
+    models = {"vittrack": ["vittrack"], "nanotrack": ["nanotrack-backbone", "nanotrack-head"],
+              "ostrack": []}
     for model in models[function]:
         assert model in directives  # baked into the image at build time, sha256-checked
+    if function == "ostrack":
+        assert "AUTOTRACK_OSTRACK_CHECKPOINT" in {e["name"] for e in spec["env"]}

@@ -49,7 +49,7 @@ CVAT_CLI_LINES = _code_lines("cvat-cli ")
 def test_readme_has_cvat_cli_lines_for_both_function_files():
     files = {line.split("--function-file ")[1].split()[0] for line in CVAT_CLI_LINES}
     assert files == {"functions/yolox.py", "functions/ultralytics.py", "functions/vittrack.py",
-                     "functions/nanotrack.py"}
+                     "functions/nanotrack.py", "functions/ostrack.py"}
 
 
 @pytest.mark.parametrize("line", CVAT_CLI_LINES)

@@ -48,7 +48,8 @@ from autotrack.cvat.lambda_request import (
     parse_json_object,
 )
 from autotrack.errors import StateError
-from autotrack.sot import MAX_SOT_STATE_BYTES, OpenCVTracker, SessionStore, SotState, check_box
+from autotrack.sot import MAX_SOT_STATE_BYTES, SessionStore, SotState, check_box, load_sot
+from autotrack.sot.base import SingleObjectTracker
 from autotrack.sot.session import DEFAULT_MAX_SESSIONS, DEFAULT_TTL_S
 
 DEFAULT_MAX_SHAPES = 64
@@ -87,7 +88,8 @@ class TrackerFunction(LambdaFunction[TrackerRequest]):
 
     failure_subject = "this frame"
 
-    def __init__(self, tracker: OpenCVTracker, settings: TrackerSettings | None = None) -> None:
+    def __init__(self, tracker: SingleObjectTracker,
+                 settings: TrackerSettings | None = None) -> None:
         self.tracker = tracker
         self.settings = settings or TrackerSettings()
 
@@ -164,14 +166,15 @@ class TrackerFunction(LambdaFunction[TrackerRequest]):
             raise RequestError(f"'{where}' is refused: {exc}", field=where) from None
 
 
-def init_context(context: object, kind: str,
-                 settings: TrackerSettings | None = None) -> TrackerFunction:
-    """Load the tracker once per worker and keep it in ``context.user_data``."""
+def init_context(context: object, kind: str, settings: TrackerSettings | None = None,
+                 **options: object) -> TrackerFunction:
+    """Load the tracker once per worker and keep it in ``context.user_data`` (``options`` go
+    to :func:`autotrack.sot.load_sot`; the environment fills what is not given)."""
     started = time.perf_counter()
     try:
         settings = settings or TrackerSettings.from_env()
         store = SessionStore(settings.session_ttl_s, settings.max_sessions)
-        function = TrackerFunction(OpenCVTracker(kind, store), settings)
+        function = TrackerFunction(load_sot(kind, store, **options), settings)
     except Exception as exc:
         log(context, "error", f"autotrack: cannot load the {kind} tracker: {one_line(exc)}")
         raise

@@ -13,8 +13,16 @@ from autotrack.sot.session import SessionStore
 SOT_KINDS = OpenCVTracker.KINDS
 
 
-def load_sot(kind: str = "vittrack", store: SessionStore | None = None) -> OpenCVTracker:
-    """An OpenCV SOT by name (``vittrack`` or ``nanotrack``), weights from the registry."""
+def load_sot(kind: str = "vittrack", store: SessionStore | None = None, **options: object):
+    """A SOT by name: ``vittrack`` or ``nanotrack`` (OpenCV, weights from the registry, no
+    options), or ``ostrack`` (torch; options ``checkpoint``, ``preset``, ``device``, ``seed``
+    of :class:`autotrack.sot.ostrack_sot.OSTrackSot`, imported only when asked for)."""
+    if kind == "ostrack":
+        from autotrack.sot.ostrack_sot import OSTrackSot
+
+        return OSTrackSot(store=store, **options)
+    if options:
+        raise TypeError(f"load_sot({kind!r}) takes no options, got {sorted(options)}")
     return OpenCVTracker(kind, store)
 
 
