@@ -226,6 +226,8 @@ class ByteTrack:
         """Append new tracks, drop removed ones and restore the reference's list order:
         tracked = [still tracked] + [new] + [re-found]; lost = [still lost] + [lost now]."""
         born = len(birth_boxes)
+        if not (born or len(dropped) or len(expired) or len(newly_lost) or len(refound)):
+            return  # no row joins, leaves or changes list: the order stands
         # Sort rows by where they belong; a stable sort keeps each group's own order.
         group = np.where(self._table[:, STATE] == TRACKED, _STILL_TRACKED, _STILL_LOST)
         group[refound] = _REFOUND
