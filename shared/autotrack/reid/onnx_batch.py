@@ -145,28 +145,18 @@ def _int64_values(tensor: list[Field]) -> list[int] | None:
     raw = _first(tensor, _TENSOR_RAW_DATA)
     if isinstance(raw, bytes) and len(raw) % 8 == 0:
         return list(struct.unpack(f"<{len(raw) // 8}q", raw))
-    values: list[int] = []
-    for number, wire, value in tensor:
-        if number != _TENSOR_INT64_DATA:
-            continue
-        if wire == _VARINT:
-            values.append(_signed(value))  # type: ignore[arg-type]
-        elif isinstance(value, bytes):  # packed
-            pos = 0
-            while pos < len(value):
-                v, pos = _read_varint(value, pos)
-                values.append(_signed(v))
-    return values
+    return _repeated_ints(tensor, _TENSOR_INT64_DATA)
 
 
 def _signed(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
-def _attribute_ints(attribute: list[Field]) -> list[int]:
+def _repeated_ints(message: list[Field], field_number: int) -> list[int]:
+    """A repeated int64 field, written one varint per entry or packed into one byte string."""
     values: list[int] = []
-    for number, wire, value in attribute:
-        if number != _ATTRIBUTE_INTS:
+    for number, wire, value in message:
+        if number != field_number:
             continue
         if wire == _VARINT:
             values.append(_signed(value))  # type: ignore[arg-type]
@@ -176,6 +166,10 @@ def _attribute_ints(attribute: list[Field]) -> list[int]:
                 v, pos = _read_varint(value, pos)
                 values.append(_signed(v))
     return values
+
+
+def _attribute_ints(attribute: list[Field]) -> list[int]:
+    return _repeated_ints(attribute, _ATTRIBUTE_INTS)
 
 
 def _per_sample_reduction(node_bytes: bytes) -> bytes | None:

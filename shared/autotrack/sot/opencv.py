@@ -77,9 +77,9 @@ class OpenCVTracker:
         frame = _check_frame(frame)
         if state.kind != self.kind:
             raise StateError(f"state is for {state.kind!r}, this tracker is {self.kind!r}")
-        live = self.store.take(state.session)
+        live = self.store.take_matching(state.session, state.step, state.box)
         session_id = state.session
-        if live is None or live.step != state.step or live.box != state.box:
+        if live is None:
             tracker = self.reinitialise(frame, state)
             session_id = self.store.new_id()
         else:

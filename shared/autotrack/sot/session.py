@@ -51,6 +51,15 @@ class SessionStore:
             self._expire()
             return self._items.pop(session_id, None)
 
+    def take_matching(self, session_id: str, step: int,
+                      box: tuple[float, float, float, float]) -> Session | None:
+        """Take the live entry only if it is at this step and box (the in-band state's);
+        None means the caller must re-initialise from the in-band state."""
+        live = self.take(session_id)
+        if live is None or live.step != step or live.box != box:
+            return None
+        return live
+
     def put(self, session_id: str, session: Session) -> None:
         if self.max_sessions == 0:
             return
