@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from autotrack.state import MAX_STATE_BYTES
 from autotrack.synthetic import SceneConfig, make_scene
 from autotrack.trackers.bytetrack import ByteTrack
 from autotrack.trackers.deepsort import DeepSort, DeepSortConfig
+from helpers import edit_array, resign
 
 DIM = 32
 
@@ -413,21 +412,6 @@ def saved_state() -> str:
     return tracker.to_state()
 
 
-def _resign(envelope: dict) -> str:
-    canonical = json.dumps(envelope["payload"], sort_keys=True, separators=(",", ":")).encode()
-    envelope["digest"] = "sha256:" + hashlib.sha256(canonical).hexdigest()
-    return json.dumps(envelope)
-
-
-def _edit_array(envelope: dict, key: str, fn) -> None:
-    spec = envelope["payload"]["tracks"][key]["__ndarray__"]
-    array = np.frombuffer(base64.b64decode(spec["data"]),
-                          dtype=spec["dtype"]).reshape(spec["shape"]).copy()
-    array = fn(array)
-    spec.update(dtype=array.dtype.str, shape=list(array.shape),
-                data=base64.b64encode(array.tobytes()).decode())
-
-
 def test_state_is_plain_json_with_float16_galleries(saved_state):
     envelope = json.loads(saved_state)
     assert envelope["kind"] == "deepsort" and envelope["version"] == 1
@@ -469,9 +453,9 @@ def test_other_trackers_state_and_oversized_state_refused():
 ])
 def test_well_signed_but_impossible_state_refused(saved_state, key, fn, message):
     envelope = json.loads(saved_state)
-    _edit_array(envelope, key, fn)
+    edit_array(envelope, key, fn)
     with pytest.raises(StateError, match=message):
-        DeepSort.from_state(_resign(envelope))
+        DeepSort.from_state(resign(envelope))
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -485,7 +469,7 @@ def test_malformed_payload_refused(saved_state, edit, message):
     envelope = json.loads(saved_state)
     edit(envelope)
     with pytest.raises(StateError, match=message):
-        DeepSort.from_state(_resign(envelope))
+        DeepSort.from_state(resign(envelope))
 
 
 def test_state_is_bound_to_its_embedder():

@@ -10,14 +10,12 @@ all come back as 4xx with a JSON error, never as an exception.
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import math
 import struct
-import sys
 import zlib
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import SimpleNamespace
 
 import cv2
 import nuclio_sdk
@@ -45,27 +43,11 @@ from autotrack.detections import Detections
 from autotrack.errors import AutotrackError
 from autotrack.masks import decode_cvat_mask, encode_cvat_mask
 from conftest import MODELS_DIR, REPO_ROOT
+from helpers import load_main
 
 SERVERLESS = REPO_ROOT / "serverless"
 FRAME_INDEX = 50
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def load_main(function: str) -> ModuleType:
-    """serverless/<function>/nuclio/main.py as its own module (every main.py is called main)."""
-    name = f"autotrack_nuclio_{function}_main"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(
-        name, SERVERLESS / function / "nuclio" / "main.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # the test platform finds init_context through sys.modules
-    writes_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.dont_write_bytecode = writes_bytecode
-    return module
 
 
 def b64(data: bytes) -> str:

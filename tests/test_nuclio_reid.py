@@ -15,14 +15,12 @@ boxes are shuffled before they are sent.
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import math
 import struct
-import sys
 import zlib
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import SimpleNamespace
 
 import cv2
 import nuclio_sdk
@@ -42,6 +40,7 @@ from autotrack.cvat.lambda_request import MAX_BODY_BYTES, RequestError
 from autotrack.detectors import load_detector
 from autotrack.geometry import iou_matrix
 from conftest import MODELS_DIR, REPO_ROOT
+from helpers import load_main
 
 SERVERLESS = REPO_ROOT / "serverless"
 FOLDER = SERVERLESS / "reid" / "nuclio"
@@ -50,22 +49,6 @@ SEED = 4
 
 
 # --- helpers -------------------------------------------------------------------------------------
-
-
-def load_main() -> ModuleType:
-    """serverless/reid/nuclio/main.py as its own module (every main.py is called main)."""
-    name = "autotrack_nuclio_reid_main"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, FOLDER / "main.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # the test platform finds init_context through sys.modules
-    writes_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.dont_write_bytecode = writes_bytecode
-    return module
 
 
 def b64_image(frame: np.ndarray, suffix: str = ".jpg") -> str:
@@ -156,7 +139,7 @@ def shuffled(clip: SimpleNamespace, index: int) -> tuple[np.ndarray, np.ndarray]
 @pytest.fixture(scope="module")
 def reid():
     """A test platform whose reid function has run init_context (the default model)."""
-    module = load_main()
+    module = load_main("reid")
     platform = nuclio_sdk.test.Platform()
     with pytest.MonkeyPatch.context() as patch:
         for key in ("AUTOTRACK_DEVICE", "AUTOTRACK_REID_MODEL", "AUTOTRACK_REID_THRESHOLD",
@@ -558,7 +541,7 @@ def test_config_has_what_cvat_and_nuctl_need(name):
     assert body["runtime"] == "python:3.11" and body["build"]["baseImage"] == "python:3.11-slim"
     env = {item["name"]: item["value"] for item in body["env"]}
     assert all(isinstance(v, str) for v in env.values())
-    assert env["AUTOTRACK_REID_MODEL"] == load_main().MODEL.default == "person-reid-0248"
+    assert env["AUTOTRACK_REID_MODEL"] == load_main("reid").MODEL.default == "person-reid-0248"
     assert env["AUTOTRACK_MODELS"] == "/opt/nuclio/models" and env["AUTOTRACK_OFFLINE"] == "1"
     assert env["AUTOTRACK_DEVICE"] == ("cuda:0" if gpu else "cpu")
 
@@ -585,7 +568,7 @@ def test_cpu_and_gpu_configs_declare_the_same_function():
 
 
 def test_main_py_has_handler_and_init_context():
-    module = load_main()
+    module = load_main("reid")
     assert module.handler.__code__.co_varnames[:2] == ("context", "event")
     assert module.init_context.__code__.co_varnames[:1] == ("context",)
 

@@ -21,7 +21,7 @@ from autotrack.geometry import iou_matrix
 from autotrack.sot import MAX_SOT_STATE_BYTES
 from autotrack.state import encode_state
 from conftest import MODELS_DIR, REPO_ROOT
-from test_nuclio import load_main
+from helpers import load_main
 
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 

@@ -25,7 +25,7 @@ from autotrack.sot import MAX_SOT_STATE_BYTES, SotState, load_sot
 from autotrack.sot import ostrack as ost
 from autotrack.sot.ostrack_sot import CHECKPOINT_ENV, RELEASE_PAGE, OSTrackSot
 from conftest import REPO_ROOT
-from test_nuclio import load_main
+from helpers import load_main
 from test_nuclio_tracker import b64jpeg, call, ok_json
 
 START_BOX = [315.0, 211.0, 347.0, 295.0]  # a person in vtest.avi frame 300

@@ -1,7 +1,5 @@
 """Tracker state is untrusted input: every malformed, edited or oversized state is refused."""
 
-import base64
-import hashlib
 import json
 
 import numpy as np
@@ -12,6 +10,7 @@ from autotrack.detections import Detections
 from autotrack.errors import StateError
 from autotrack.synthetic import SceneConfig, make_scene
 from autotrack.trackers.bytetrack import ByteTrack
+from helpers import edit_array, resign
 
 
 @pytest.fixture(scope="module")
@@ -21,21 +20,6 @@ def saved_state() -> str:
         tracker.update(d)
     assert len(tracker._table) > 0
     return tracker.to_state()
-
-
-def _resign(envelope: dict) -> str:
-    """Re-compute the (keyless) digest so that only the semantic checks can refuse it."""
-    canonical = json.dumps(envelope["payload"], sort_keys=True, separators=(",", ":")).encode()
-    envelope["digest"] = "sha256:" + hashlib.sha256(canonical).hexdigest()
-    return json.dumps(envelope)
-
-
-def _edit_array(envelope: dict, key: str, fn) -> None:
-    spec = envelope["payload"]["tracks"][key]["__ndarray__"]
-    array = np.frombuffer(base64.b64decode(spec["data"]), dtype=spec["dtype"]).reshape(spec["shape"]).copy()
-    array = fn(array)
-    spec.update(dtype=array.dtype.str, shape=list(array.shape),
-                data=base64.b64encode(array.tobytes()).decode())
 
 
 def test_state_is_plain_json_without_pickle(saved_state):
@@ -101,9 +85,9 @@ def _semantic_cases():
 @pytest.mark.parametrize("key, fn, message", _semantic_cases())
 def test_well_signed_but_impossible_state_refused(saved_state, key, fn, message):
     envelope = json.loads(saved_state)
-    _edit_array(envelope, key, fn)
+    edit_array(envelope, key, fn)
     with pytest.raises(StateError, match=message):
-        ByteTrack.from_state(_resign(envelope))
+        ByteTrack.from_state(resign(envelope))
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -123,7 +107,7 @@ def test_malformed_payload_refused(saved_state, edit, message):
     envelope = json.loads(saved_state)
     edit(envelope)
     with pytest.raises(StateError, match=message):
-        ByteTrack.from_state(_resign(envelope))
+        ByteTrack.from_state(resign(envelope))
 
 
 def test_keyed_state_refuses_a_forged_digest(saved_state, monkeypatch):

@@ -1,0 +1,51 @@
+"""Helpers several test files share: loading a Nuclio main.py, and editing saved tracker state
+so that only a tracker's semantic checks can refuse it."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import importlib.util
+import json
+import sys
+from types import ModuleType
+
+import numpy as np
+
+from conftest import REPO_ROOT
+
+SERVERLESS = REPO_ROOT / "serverless"
+
+
+def load_main(function: str) -> ModuleType:
+    """serverless/<function>/nuclio/main.py as its own module (every main.py is called main)."""
+    name = f"autotrack_nuclio_{function}_main"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(
+        name, SERVERLESS / function / "nuclio" / "main.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # the test platform finds init_context through sys.modules
+    writes_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.dont_write_bytecode = writes_bytecode
+    return module
+
+
+def resign(envelope: dict) -> str:
+    """Re-compute the (keyless) digest so that only the semantic checks can refuse it."""
+    canonical = json.dumps(envelope["payload"], sort_keys=True, separators=(",", ":")).encode()
+    envelope["digest"] = "sha256:" + hashlib.sha256(canonical).hexdigest()
+    return json.dumps(envelope)
+
+
+def edit_array(envelope: dict, key: str, fn) -> None:
+    """Replace the state's ``tracks[key]`` array by ``fn`` of it."""
+    spec = envelope["payload"]["tracks"][key]["__ndarray__"]
+    array = np.frombuffer(base64.b64decode(spec["data"]),
+                          dtype=spec["dtype"]).reshape(spec["shape"]).copy()
+    array = fn(array)
+    spec.update(dtype=array.dtype.str, shape=list(array.shape),
+                data=base64.b64encode(array.tobytes()).decode())
