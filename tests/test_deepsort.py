@@ -112,6 +112,50 @@ def test_confirmed_track_is_deleted_after_max_age_misses(missed, same_id):
         assert tracker._table[:, 0].tolist() == [2]
 
 
+def test_new_track_confidence_gates_births_but_not_matches():
+    """A box above min_confidence but below new_track_confidence extends a track but never
+    starts one (ByteTrack's new_track_thresh); at the default 0 it starts one (the paper)."""
+    a, post = identity(1), identity(2)
+    gated = DeepSort(DeepSortConfig(min_confidence=0.5, new_track_confidence=0.6))
+    paper = DeepSort(DeepSortConfig(min_confidence=0.5))
+    for _ in range(5):  # a steady false positive the detector half-believes in
+        assert len(step(gated, (box_at(400), post, 0.55))) == 0
+        out = step(paper, (box_at(400), post, 0.55))
+    assert out.track_ids.tolist() == [1] and len(gated._table) == 0
+    for f in range(3):
+        out = step(gated, (box_at(100 + 3 * f), a, 0.9))
+    assert out.track_ids.tolist() == [1]
+    for f in range(3, 8):  # occluded: scored 0.55, still the same track
+        out = step(gated, (box_at(100 + 3 * f), a, 0.55), (box_at(400), post, 0.55))
+        assert out.track_ids.tolist() == [1]
+    assert gated.next_id == 2
+
+
+def test_annotate_options_give_both_trackers_the_same_birth_and_memory(shared_data):
+    """`autotrack annotate` maps --conf and --track-buffer to DeepSORT so that they mean what
+    they mean for ByteTrack: births at --conf + 0.1, and a lost object re-found after up to
+    max_time_lost missed frames (at 25 frames/s: 25), not one more."""
+    from autotrack.tracking_options import TrackingOptions
+
+    options = TrackingOptions(tracker_name="deepsort")
+    config = options.tracker(25.0).config
+    assert config.min_confidence == 0.5 and config.new_track_confidence == pytest.approx(0.6)
+    buffer = TrackingOptions().tracker(25.0).config.max_time_lost
+    for missed, same_id in [(buffer, True), (buffer + 1, False)]:
+        deepsort = DeepSort(config)
+        bytetrack = TrackingOptions().tracker(25.0)
+        a = identity(1)
+        for f in range(3):
+            step(deepsort, (box_at(100), a))
+            bytetrack.update(frame((box_at(100), a))[0])
+        for _ in range(missed):
+            step(deepsort)
+            bytetrack.update(Detections.empty())
+        back = frame((box_at(100), a))
+        assert (step(deepsort, (box_at(100), a)).track_ids.tolist() == [1]) is same_id
+        assert (bytetrack.update(back[0]).track_ids.tolist() == [1]) is same_id
+
+
 # ------------------------------------------------------------------ association
 def _walk_with_occlusion(tracker, appearance_after, visible=10, hidden=6, speed=8.0):
     a = identity(1)
@@ -356,7 +400,7 @@ def test_restore_at_random_frames_reproduces_uninterrupted_run(source, shared_da
         config = DeepSortConfig(nn_budget=20)  # galleries fill up and roll over
     else:
         sequence = _tud(shared_data, source)
-        config = DeepSortConfig(min_confidence=0.4)
+        config = DeepSortConfig(min_confidence=0.4, new_track_confidence=0.6)
     reference_tracker = DeepSort(config)
     reference = [reference_tracker.update(d, e) for d, e in sequence]
     rng = np.random.default_rng(7)
@@ -470,6 +514,14 @@ def test_malformed_payload_refused(saved_state, edit, message):
     edit(envelope)
     with pytest.raises(StateError, match=message):
         DeepSort.from_state(resign(envelope))
+
+
+def test_state_saved_before_new_track_confidence_restores_with_the_papers_rule(saved_state):
+    envelope = json.loads(saved_state)
+    del envelope["payload"]["config"]["new_track_confidence"]
+    restored = DeepSort.from_state(resign(envelope))
+    assert restored.config == DeepSort.from_state(saved_state).config
+    assert restored.config.new_track_confidence == 0.0
 
 
 def test_state_is_bound_to_its_embedder():

@@ -52,9 +52,14 @@ class TrackingOptions:
             from autotrack.reid import load_embedder  # lazy: loads a model
             from autotrack.trackers.deepsort import DeepSort, DeepSortConfig
 
+            # The same meaning as for ByteTrack below: a track starts from a box scoring
+            # --conf + 0.1 (else the detector's steady false positives become tracks), and
+            # a lost object is re-found after up to max_time_lost missed frames (DeepSORT's
+            # cascade reaches max_age - 1 of them, ByteTrack's buffer max_time_lost).
             return DeepSort(DeepSortConfig(
                 min_confidence=self.conf,
-                max_age=max(1, round(self.track_buffer * frame_rate / 30.0)),
+                new_track_confidence=min(self.conf + 0.1, 1.0),
+                max_age=int(frame_rate / 30.0 * self.track_buffer) + 1,
                 report_detection_boxes=self.boxes == "detection",
             ), embedder=load_embedder(self.reid, device=device))
         return ByteTrack(ByteTrackConfig(
@@ -103,8 +108,9 @@ def add_tracking_arguments(parser: argparse.ArgumentParser | argparse._ArgumentG
                         help="bytetrack (default; motion only) or deepsort (motion and "
                              "appearance: follows people through crossings, slower)")
     parser.add_argument("--conf", type=fraction, default=defaults.conf,
-                        help="score a detection needs to be matched first and to start a track "
-                             "(lower ones down to --low-conf still extend tracks; "
+                        help="score a detection needs to be matched first; a new track "
+                             "needs 0.1 more (with bytetrack, lower ones down to --low-conf "
+                             "still extend tracks; deepsort ignores them; "
                              f"default {defaults.conf})")
     parser.add_argument("--low-conf", type=fraction, default=defaults.low_conf,
                         help=f"lowest score a detection may have to be used at all "
