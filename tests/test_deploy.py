@@ -16,7 +16,8 @@ from autotrack.cvat import deploy
 from conftest import REPO_ROOT
 
 SERVERLESS = REPO_ROOT / "serverless"
-FUNCTIONS = ["nanotrack", "ostrack", "reid", "ultralytics", "vittrack", "yolox"]
+FUNCTIONS = ["nanotrack", "ostrack", "reid", "sam2-interactor", "sam2-tracker", "sam3",
+             "ultralytics", "vittrack", "xmem", "yolox"]
 NETWORK_CONFIG = json.dumps({"attributes": {"network": "cvat_cvat"}})
 
 
@@ -100,7 +101,8 @@ def test_one_function_extra_env_and_no_network(capsys, tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--function", "nope"], "known: nanotrack, ostrack, reid, ultralytics, vittrack, yolox"),
+    (["--function", "nope"], "known: nanotrack, ostrack, reid, sam2-interactor, sam2-tracker, "
+                             "sam3, ultralytics, vittrack, xmem, yolox"),
     (["--env", "NOEQUALS"], "KEY=VALUE"),
     (["--cpu", "--gpu"], "not allowed"),
     (["--wheel", "missing.whl"], "not a wheel"),

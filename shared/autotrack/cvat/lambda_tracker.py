@@ -67,10 +67,10 @@ class TrackerSettings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TrackerSettings:
         environ = os.environ if environ is None else environ
         return cls(
-            session_ttl_s=_env_number(environ, "AUTOTRACK_SOT_SESSION_TTL", DEFAULT_TTL_S, 1e-3),
-            max_sessions=int(_env_number(environ, "AUTOTRACK_SOT_MAX_SESSIONS",
+            session_ttl_s=env_number(environ, "AUTOTRACK_SOT_SESSION_TTL", DEFAULT_TTL_S, 1e-3),
+            max_sessions=int(env_number(environ, "AUTOTRACK_SOT_MAX_SESSIONS",
                                          DEFAULT_MAX_SESSIONS, 0, integer=True)),
-            max_shapes=int(_env_number(environ, "AUTOTRACK_SOT_MAX_SHAPES", DEFAULT_MAX_SHAPES,
+            max_shapes=int(env_number(environ, "AUTOTRACK_SOT_MAX_SHAPES", DEFAULT_MAX_SHAPES,
                                        1, integer=True)),
             limits=RequestLimits.from_env(environ),
         )
@@ -96,8 +96,8 @@ class TrackerFunction(LambdaFunction[TrackerRequest]):
     def parse(self, body: object) -> TrackerRequest:
         limits = self.settings.limits
         payload = parse_json_object(body, limits)
-        shapes = _optional_list(payload, "shapes")
-        states = _optional_list(payload, "states")
+        shapes = optional_list(payload, "shapes")
+        states = optional_list(payload, "states")
         if shapes is None and states is None:
             raise RequestError("send 'shapes' to start tracking or 'states' to continue",
                                field="shapes")
@@ -192,7 +192,7 @@ def handle(context: object, event: object) -> object:
     return handle_loaded(context, event, TrackerFunction)
 
 
-def _optional_list(payload: Mapping[str, object], name: str) -> list | None:
+def optional_list(payload: Mapping[str, object], name: str) -> list | None:
     value = payload.get(name)
     if value is None:
         return None
@@ -221,7 +221,7 @@ def _shape_box(shape: object, index: int) -> tuple[float, float, float, float]:
         raise RequestError(str(exc), field=where) from None
 
 
-def _env_number(environ: Mapping[str, str], name: str, default: float, minimum: float,
+def env_number(environ: Mapping[str, str], name: str, default: float, minimum: float,
                 integer: bool = False) -> float:
     text = environ.get(name, "").strip()
     if not text:

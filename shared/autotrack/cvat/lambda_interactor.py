@@ -1,0 +1,217 @@
+"""Nuclio handler core for a CVAT ``type: interactor`` function (clicks and a box -> a mask).
+
+What CVAT sends (``LambdaFunction.invoke`` in cvat/apps/lambda_manager/views.py): ``{"image":
+<base64 frame>, "pos_points": [[x, y], ...], "neg_points": [[x, y], ...], "obj_bbox": ...}``.
+``obj_bbox`` is null, ``[]``, or the box the user drew as two corners ``[[x1, y1], [x2, y2]]``
+(function.yaml sets ``startswith_box_optional``); a flat ``[x1, y1, x2, y2]`` is accepted too.
+Points are pixels of the frame; a point outside it is refused.
+
+What CVAT's UI reads back (tools-control.tsx): ``mask``, the mask's rows of 0/1 over
+``bounds`` (its inclusive box ``[x1, y1, x2, y2]``), which it run-length encodes and appends
+``bounds`` to: CVAT's mask shape; and ``points``, the outline as ``[[x, y], ...]`` (it
+simplifies it for the "convert masks to polygons" switch). ``score`` is the model's own
+quality estimate. An empty mask is a single 0 at ``[0, 0, 0, 0]`` with no points: the UI
+draws nothing.
+
+Errors are answered as by every function here (:mod:`autotrack.cvat.lambda_base`): 400 with
+``{"error", "status", "field"}``, 413 for too much, 500 for a model failure, 503 before
+:func:`init_context`. Settings: ``AUTOTRACK_INTERACTOR_MAX_POINTS`` (clicks per request,
+default 64), the image limits of every function, and the model's variables
+(:func:`autotrack.cvat.lambda_mask_tracker.model_options`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from autotrack.cvat.lambda_base import USER_DATA_KEY, LambdaFunction, handle_loaded, log, one_line
+from autotrack.cvat.lambda_mask_tracker import model_options
+from autotrack.cvat.lambda_request import (
+    RequestError,
+    RequestLimits,
+    decode_base64_image,
+    parse_json_object,
+)
+from autotrack.cvat.lambda_tracker import env_number
+from autotrack.masks import mask_box, mask_to_polygon
+from autotrack.vos.base import Interactor, InteractorResult, ObjectPrompt
+
+DEFAULT_MAX_POINTS = 64
+INTERACTOR_FIELDS = ("image", "pos_points", "neg_points", "obj_bbox")
+POLYGON_TOLERANCE = 1.0
+
+
+@dataclass(frozen=True)
+class InteractorSettings:
+    max_points: int = DEFAULT_MAX_POINTS
+    limits: RequestLimits = field(default_factory=RequestLimits)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> InteractorSettings:
+        environ = os.environ if environ is None else environ
+        return cls(max_points=int(env_number(environ, "AUTOTRACK_INTERACTOR_MAX_POINTS",
+                                              DEFAULT_MAX_POINTS, 1, integer=True)),
+                   limits=RequestLimits.from_env(environ))
+
+
+@dataclass(frozen=True)
+class InteractorRequest:
+    image: np.ndarray
+    prompt: ObjectPrompt
+    ignored_fields: tuple[str, ...] = ()
+
+
+class InteractorFunction(LambdaFunction[InteractorRequest]):
+    """One interactor model answering CVAT requests; kept in ``context.user_data``."""
+
+    failure_subject = "this frame"
+
+    def __init__(self, interactor: Interactor, settings: InteractorSettings | None = None) -> None:
+        self.interactor = interactor
+        self.settings = settings or InteractorSettings()
+
+    def parse(self, body: object) -> InteractorRequest:
+        payload = parse_json_object(body, self.settings.limits)
+        positive = _points(payload.get("pos_points"), "pos_points")
+        negative = _points(payload.get("neg_points"), "neg_points")
+        box = _box(payload.get("obj_bbox"))
+        if len(positive) + len(negative) > self.settings.max_points:
+            raise RequestError(f"{len(positive) + len(negative)} points in one request, over "
+                               f"the limit of {self.settings.max_points} "
+                               "(AUTOTRACK_INTERACTOR_MAX_POINTS)", status=413,
+                               field="pos_points")
+        if not positive and box is None:
+            raise RequestError("give at least one positive point in 'pos_points' or a box in "
+                               "'obj_bbox'", field="pos_points")
+        image, _ = decode_base64_image(payload.get("image"), self.settings.limits)
+        height, width = image.shape[:2]
+        for name, points in (("pos_points", positive), ("neg_points", negative)):
+            for k, (x, y) in enumerate(points):
+                if not (0 <= x <= width and 0 <= y <= height):
+                    raise RequestError(f"'{name}[{k}]' ({x:g}, {y:g}) lies outside the "
+                                       f"{width}x{height} image", field=f"{name}[{k}]")
+        if box is not None:
+            x1, y1, x2, y2 = box
+            box = (max(x1, 0.0), max(y1, 0.0), min(x2, float(width)), min(y2, float(height)))
+            if box[2] - box[0] < 1 or box[3] - box[1] < 1:
+                raise RequestError(f"'obj_bbox' does not overlap the {width}x{height} image",
+                                   field="obj_bbox")
+        points = np.asarray(positive + negative, np.float32).reshape(-1, 2)
+        labels = np.asarray([1] * len(positive) + [0] * len(negative), np.int32)
+        prompt = ObjectPrompt(1, points=points, point_labels=labels, box=box)
+        return InteractorRequest(image, prompt, tuple(
+            sorted(str(k) for k in payload if k not in INTERACTOR_FIELDS)))
+
+    def run(self, request: InteractorRequest) -> dict[str, object]:
+        result = self.interactor.segment(request.image, request.prompt)
+        return interactor_response(result, request.image.shape[:2])
+
+    def describe(self, request: InteractorRequest, result: dict[str, object],
+                 milliseconds: float) -> str:
+        x1, y1, x2, y2 = result["bounds"]
+        return (f"mask over [{x1}, {y1}, {x2}, {y2}] from {len(request.prompt.points)} points "
+                f"in {milliseconds:.0f} ms")
+
+
+def interactor_response(result: InteractorResult, size: tuple[int, int]) -> dict[str, object]:
+    """What CVAT's UI reads from an interactor (see the module docstring)."""
+    mask = np.asarray(result.mask, dtype=bool)
+    if mask.shape != tuple(size):
+        raise RuntimeError(f"the interactor gave a {mask.shape} mask for a {size} frame")
+    score = round(float(np.clip(result.score, 0.0, 1.0)), 4) if math.isfinite(result.score) \
+        else 0.0
+    box = mask_box(mask)
+    if box is None:
+        return {"mask": [[0]], "bounds": [0, 0, 0, 0], "points": [], "score": score}
+    x1, y1, x2, y2 = box
+    rows = mask[y1:y2 + 1, x1:x2 + 1].astype(np.uint8).tolist()
+    polygon = mask_to_polygon(mask, POLYGON_TOLERANCE) or []
+    points = [[polygon[k], polygon[k + 1]] for k in range(0, len(polygon), 2)]
+    return {"mask": rows, "bounds": [x1, y1, x2, y2], "points": points, "score": score}
+
+
+def _points(value: object, name: str) -> list[tuple[float, float]]:
+    """A list of [x, y] pairs (null or absent: none)."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise RequestError(f"'{name}' must be a list of [x, y] points, got "
+                           f"{type(value).__name__}", field=name)
+    points = []
+    for k, point in enumerate(value):
+        points.append(_pair(point, f"{name}[{k}]"))
+    return points
+
+
+def _pair(point: object, where: str) -> tuple[float, float]:
+    if not isinstance(point, (list, tuple)) or len(point) != 2:
+        raise RequestError(f"'{where}' must be an [x, y] pair", field=where)
+    for v in point:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise RequestError(f"'{where}' must hold two numbers", field=where)
+        if not math.isfinite(v):
+            raise RequestError(f"'{where}' holds a non-finite number", field=where)
+    return float(point[0]), float(point[1])
+
+
+def _box(value: object) -> tuple[float, float, float, float] | None:
+    """``obj_bbox`` as x1 y1 x2 y2: two corners (either order) or four numbers; null or []
+    is no box."""
+    if value is None or value == []:
+        return None
+    if isinstance(value, list) and len(value) == 2:
+        (ax, ay), (bx, by) = (_pair(p, f"obj_bbox[{k}]") for k, p in enumerate(value))
+    elif isinstance(value, list) and len(value) == 4:
+        ax, ay = _pair(value[:2], "obj_bbox")
+        bx, by = _pair(value[2:], "obj_bbox")
+    else:
+        raise RequestError("'obj_bbox' must be two corners [[x1, y1], [x2, y2]]",
+                           field="obj_bbox")
+    box = (min(ax, bx), min(ay, by), max(ax, bx), max(ay, by))
+    if not (box[2] > box[0] and box[3] > box[1]):
+        raise RequestError(f"'obj_bbox' {list(box)} is empty: it needs x2 > x1 and y2 > y1",
+                           field="obj_bbox")
+    return box
+
+
+def interactor_factory(environ: Mapping[str, str] | None = None,
+                       **options: object) -> Callable[[], Interactor]:
+    """SAM2's interactor from the environment (:func:`model_options`), ``options`` first."""
+    settings = model_options("sam2", os.environ if environ is None else environ, **options)
+
+    def build() -> Interactor:
+        from autotrack.vos.sam2 import build_sam2_interactor
+
+        return build_sam2_interactor(**settings)
+
+    return build
+
+
+def init_context(context: object, factory: Callable[[], Interactor] | None = None,
+                 settings: InteractorSettings | None = None) -> InteractorFunction:
+    """Load the interactor once per worker and keep it in ``context.user_data``."""
+    started = time.perf_counter()
+    try:
+        settings = settings or InteractorSettings.from_env()
+        function = InteractorFunction((factory or interactor_factory())(), settings)
+    except Exception as exc:
+        log(context, "error", f"autotrack: cannot load the interactor: {one_line(exc)}")
+        raise
+    setattr(context.user_data, USER_DATA_KEY, function)
+    log(context, "info", f"autotrack: interactor ready in {time.perf_counter() - started:.1f} s")
+    return function
+
+
+def handle(context: object, event: object) -> object:
+    """Answer one CVAT interactor request with the model :func:`init_context` loaded."""
+    return handle_loaded(context, event, InteractorFunction)
+
+
+__all__ = ["InteractorFunction", "InteractorSettings", "handle", "init_context",
+           "interactor_factory", "interactor_response"]
