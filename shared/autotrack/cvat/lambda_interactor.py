@@ -38,7 +38,7 @@ from autotrack.cvat.lambda_request import (
     decode_base64_image,
     parse_json_object,
 )
-from autotrack.cvat.lambda_tracker import env_number
+from autotrack.cvat.lambda_request import env_number
 from autotrack.masks import mask_box, mask_to_polygon
 from autotrack.vos.base import Interactor, InteractorResult, ObjectPrompt
 

@@ -46,7 +46,8 @@ from autotrack.cvat.lambda_request import (
     decode_base64_image,
     parse_json_object,
 )
-from autotrack.cvat.lambda_tracker import env_number, optional_list
+from autotrack.cvat.lambda_request import env_number
+from autotrack.cvat.lambda_tracker import optional_list
 from autotrack.errors import StateError
 from autotrack.sot.session import DEFAULT_TTL_S, Session, SessionStore
 from autotrack.vos.base import ObjectPrompt, VideoSegmenter

@@ -73,6 +73,7 @@ from autotrack.cvat.lambda_request import (
     RequestLimits,
     _json_kind,
     decode_base64_image,
+    env_number,
     parse_json_object,
 )
 from autotrack.errors import InputError
@@ -352,11 +353,11 @@ class ReidSettings:
         device = environ.get("AUTOTRACK_DEVICE", "").strip() or None
         return cls(
             device=None if device is None or device.lower() == "cpu" else device,
-            default_threshold=_env_number(environ, "AUTOTRACK_REID_THRESHOLD",
+            default_threshold=env_number(environ, "AUTOTRACK_REID_THRESHOLD",
                                           DEFAULT_THRESHOLD, 0.0, MAX_THRESHOLD),
-            default_max_distance=_env_number(environ, "AUTOTRACK_REID_MAX_DISTANCE",
+            default_max_distance=env_number(environ, "AUTOTRACK_REID_MAX_DISTANCE",
                                              DEFAULT_MAX_DISTANCE, 0.0, None),
-            max_boxes=int(_env_number(environ, "AUTOTRACK_REID_MAX_BOXES", MAX_BOXES, 1, None,
+            max_boxes=int(env_number(environ, "AUTOTRACK_REID_MAX_BOXES", MAX_BOXES, 1, None,
                                       integer=True)),
             limits=RequestLimits.from_env(environ),
         )
@@ -484,19 +485,3 @@ def _optional_number(value: object, name: str, low: float, high: float | None,
         raise RequestError(f"'{name}' must be {bounds} ({meaning}), got {number:g}",
                            field=name)
     return number
-
-
-def _env_number(environ: Mapping[str, str], name: str, default: float, low: float,
-                high: float | None, *, integer: bool = False) -> float:
-    text = environ.get(name, "").strip()
-    if not text:
-        return default
-    bounds = f"between {low:g} and {high:g}" if high is not None else f"of {low:g} or more"
-    kind = "an integer" if integer else "a number"
-    try:
-        value = int(text) if integer else float(text)
-    except ValueError:
-        raise ValueError(f"{name} must be {kind} {bounds}, got {text!r}") from None
-    if not (math.isfinite(value) and value >= low and (high is None or value <= high)):
-        raise ValueError(f"{name} must be {kind} {bounds}, got {text!r}")
-    return value

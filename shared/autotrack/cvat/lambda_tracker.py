@@ -45,6 +45,7 @@ from autotrack.cvat.lambda_request import (
     RequestError,
     RequestLimits,
     decode_base64_image,
+    env_number,
     parse_json_object,
 )
 from autotrack.errors import StateError
@@ -219,18 +220,3 @@ def _shape_box(shape: object, index: int) -> tuple[float, float, float, float]:
         return check_box(points, f"'{where}'")
     except ValueError as exc:
         raise RequestError(str(exc), field=where) from None
-
-
-def env_number(environ: Mapping[str, str], name: str, default: float, minimum: float,
-                integer: bool = False) -> float:
-    text = environ.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        value = int(text) if integer else float(text)
-    except ValueError:
-        raise ValueError(f"{name} must be a {'whole ' if integer else ''}number, "
-                         f"got {text!r}") from None
-    if not math.isfinite(value) or value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {text!r}")
-    return value
