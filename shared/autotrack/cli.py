@@ -7,14 +7,16 @@ line on stderr and exit status 2; only genuine bugs show a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from autotrack.errors import AutotrackError, InputError
+from autotrack.errors import AutotrackError, InputError, ModelNotFoundError
 
 _SUFFIX_FORMATS = {".xml": "cvat-video", ".txt": "mot", ".json": "json"}
+SEGMENTERS = ("sam2", "xmem", "sam3")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     from autotrack.export import EXPORT_FORMATS
     from autotrack.keyframes import DEFAULT_KEYFRAME_IOU
     from autotrack.tracking_options import add_tracking_arguments, fraction
+    from autotrack.vos.mask_tracks import DEFAULT_MASK_KEYFRAME_IOU
 
     parser = argparse.ArgumentParser(
         prog="autotrack", description="Video tracking models as CVAT annotations.")
@@ -40,10 +43,33 @@ def build_parser() -> argparse.ArgumentParser:
                                "yolo11n.pt, rtdetr-l.pt with the [ultralytics] extra)")
     annotate.add_argument("--classes", help="comma-separated class names to keep, e.g. person,car")
     add_tracking_arguments(annotate)
-    annotate.add_argument("--keyframe-iou", type=fraction, default=DEFAULT_KEYFRAME_IOU,
+    annotate.add_argument("--keyframe-iou", type=fraction, default=None,
                           help="keep a keyframe where CVAT's interpolation would fall below this "
-                               f"IoU with the tracker's box (default {DEFAULT_KEYFRAME_IOU})")
-    annotate.add_argument("--device", help="detector device, e.g. cpu, cuda:0")
+                               f"IoU with the tracker's box (default {DEFAULT_KEYFRAME_IOU}); "
+                               "with --segmenter, where the mask moved below this IoU from the "
+                               f"last kept one (default {DEFAULT_MASK_KEYFRAME_IOU})")
+    annotate.add_argument("--device", help="model device, e.g. cpu, cuda:0")
+    masks = annotate.add_argument_group(
+        "pixel masks", "follow prompted objects with a video segmenter instead of detecting "
+                       "boxes: writes CVAT masks (or polygon tracks) to an .xml file")
+    masks.add_argument("--segmenter", choices=SEGMENTERS,
+                       help="sam2 or xmem (objects from --prompts; xmem needs mask prompts), "
+                            "sam3 (objects found from --text)")
+    masks.add_argument("--prompts", metavar="FILE",
+                       help="JSON prompt file: id, label, frame and a box, clicks or a mask per "
+                            "object (see autotrack.vos.prompts)")
+    masks.add_argument("--text", metavar="NAMES",
+                       help="sam3: comma-separated concepts to find and follow, e.g. car,person "
+                            "(they become the CVAT labels)")
+    masks.add_argument("--checkpoint", metavar="PATH",
+                       help="official weights (default: $AUTOTRACK_SAM2_CHECKPOINT, "
+                            "$AUTOTRACK_XMEM_CHECKPOINT or $AUTOTRACK_SAM3_CHECKPOINT)")
+    masks.add_argument("--image-size", type=int, metavar="N",
+                       help="segmenter input size (sam2: multiple of 32, default 1024; "
+                            "xmem: shorter side, default 480)")
+    masks.add_argument("--polygons", action="store_true",
+                       help="write polygon tracks (CVAT tracks, editable) instead of per-frame "
+                            "masks (CVAT has no mask tracks)")
     annotate.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     from autotrack.evaluate.cli import add_eval_parser
 
@@ -61,6 +87,8 @@ def _output_format(args: argparse.Namespace) -> str:
 
 
 def annotate(args: argparse.Namespace) -> int:
+    if args.segmenter or args.prompts or args.text:
+        return annotate_masks(args)
     from tqdm import tqdm
 
     from autotrack.detectors import class_filter, load_detector
@@ -71,6 +99,10 @@ def annotate(args: argparse.Namespace) -> int:
     from autotrack.video import FrameSource
 
     fmt = _output_format(args)
+    if args.keyframe_iou is None:
+        from autotrack.keyframes import DEFAULT_KEYFRAME_IOU
+
+        args.keyframe_iou = DEFAULT_KEYFRAME_IOU
     options = TrackingOptions.from_args(args)
     output = Path(args.output)
     if not output.parent.exists():
@@ -104,6 +136,87 @@ def annotate(args: argparse.Namespace) -> int:
           f"frames; {stats}", file=sys.stderr)
     print("frames/s by stage: " + ", ".join(f"{k} {v:.0f}" for k, v in fps.items()),
           file=sys.stderr)
+    return 0
+
+
+def _build_segmenter(args: argparse.Namespace, texts: list[str]):
+    """The chosen segmenter on official weights; a missing checkpoint is a one-line error
+    (the builders never fall back to random weights unless asked, and this never asks)."""
+    if args.image_size is not None and args.image_size <= 0:
+        raise InputError(f"--image-size must be positive, got {args.image_size}")
+    device = args.device or "cpu"
+    size = {} if args.image_size is None else {"image_size": args.image_size}
+    env = {"sam2": "AUTOTRACK_SAM2_CHECKPOINT", "xmem": "AUTOTRACK_XMEM_CHECKPOINT"}
+    if args.segmenter in env and not (args.checkpoint or os.environ.get(env[args.segmenter])):
+        raise ModelNotFoundError(f"{args.segmenter} needs official weights: pass --checkpoint "
+                                 f"PATH or set {env[args.segmenter]}")
+    if args.segmenter == "sam2":
+        from autotrack.vos.sam2 import build_sam2_segmenter
+
+        try:
+            return build_sam2_segmenter(args.checkpoint, device=device, **size)
+        except ValueError as exc:  # e.g. an image size that is not a multiple of 32
+            raise InputError(f"sam2: {exc}") from None
+    if args.segmenter == "xmem":
+        from autotrack.vos.xmem import build_xmem_segmenter
+
+        return build_xmem_segmenter(args.checkpoint, device=device,
+                                    size=args.image_size or 480)
+    from autotrack.vos.sam3 import build_sam3_concept_tracker
+
+    return build_sam3_concept_tracker(texts, args.checkpoint, device=args.device, **size)
+
+
+def annotate_masks(args: argparse.Namespace) -> int:
+    """``annotate --segmenter``: prompted objects followed as pixel masks (see
+    :mod:`autotrack.vos.offline`)."""
+    from tqdm import tqdm
+
+    from autotrack.export.cvat_video import write_mask_tracks
+    from autotrack.video import FrameSource
+    from autotrack.vos.mask_tracks import DEFAULT_MASK_KEYFRAME_IOU
+    from autotrack.vos.offline import segment_video
+    from autotrack.vos.prompts import load_prompts
+
+    if not args.segmenter:
+        raise InputError("--prompts and --text need --segmenter sam2, xmem or sam3")
+    if (args.format or "cvat-video") != "cvat-video" or Path(args.output).suffix.lower() != ".xml":
+        raise InputError("masks are written as CVAT XML: give an -o file ending in .xml")
+    output = Path(args.output)
+    if not output.parent.exists():
+        raise InputError(f"{output.parent}: output folder does not exist")
+    texts = [t.strip() for t in (args.text or "").split(",") if t.strip()]
+    if args.segmenter == "sam3":
+        if not texts:
+            raise InputError("--segmenter sam3 needs --text, e.g. --text car,person")
+        if args.prompts:
+            raise InputError("--segmenter sam3 finds its objects from --text; --prompts is for "
+                             "sam2 and xmem")
+    elif args.text:
+        raise InputError(f"--text is for --segmenter sam3; {args.segmenter} follows --prompts")
+    elif not args.prompts:
+        raise InputError(f"--segmenter {args.segmenter} needs --prompts FILE")
+    prompts = load_prompts(args.prompts) if args.prompts else None
+    source = FrameSource(args.source)
+    if prompts is not None:
+        info = source.info
+        prompts.check(width=info.width, height=info.height,
+                      frame_count=info.frame_count if source.path.is_dir() else None,
+                      no_clicks_only=args.segmenter == "xmem")
+    min_iou = args.keyframe_iou if args.keyframe_iou is not None else DEFAULT_MASK_KEYFRAME_IOU
+    segmenter = _build_segmenter(args, texts)
+    with tqdm(total=source.info.frame_count, unit="frame", disable=args.quiet or None,
+              desc=Path(args.source).name, file=sys.stderr) as bar:
+        result = segment_video(source, segmenter, prompts, min_iou=min_iou,
+                               on_frame=lambda _: bar.update())
+    write_mask_tracks(output, result.tracks, frame_count=result.frames_read,
+                      width=result.width, height=result.height, polygons=args.polygons,
+                      task_name=output.stem)
+    shape = "polygon tracks" if args.polygons else "per-frame masks"
+    print(f"wrote {output} ({shape}): {len(result.tracks)} objects over {result.frames_read} "
+          f"frames; {result.keyframes}", file=sys.stderr)
+    print(f"{args.segmenter}: {result.seconds_per_frame:.2f} s/frame; at most "
+          f"{result.peak_memory.frames_kept} frames kept", file=sys.stderr)
     return 0
 
 

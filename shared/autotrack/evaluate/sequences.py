@@ -31,8 +31,14 @@ interpolates polygons towards the next keyframe (outside or not) with its own po
 scheme, which is not reproduced here, and has no interpolation for masks; so a visible polygon
 or mask keyframe must be followed by the next keyframe on the very next frame, or be the
 track's last keyframe (then, as in CVAT, it is held to the end). That is how CVAT exports
-polygon and mask shapes: a one-frame track closed by an outside keyframe. Shapes inside
-``<image>`` elements (CVAT for images) are one-frame objects.
+polygon and mask shapes: a one-frame track closed by an outside keyframe. The one exception
+is a polygon keyframe followed (after a gap) by a keyframe with the very same points,
+visible or outside: CVAT's interpolation between identical polygons is that polygon, so it
+is held up to the next keyframe (how ``autotrack annotate --polygons`` writes tracks).
+Shapes inside ``<image>`` elements (CVAT for images) are one-frame objects, except that
+shapes sharing a ``group_id`` (> 0) are one object: CVAT's group means "the same object",
+and ``autotrack annotate`` writes each mask track's per-frame shapes under one group
+(shapes of one group on one frame are united).
 A mask is CVAT's ``<mask rle="..." left top width height>``: run lengths over the
 width x height box, row by row, starting with background. Ellipses, polylines, points,
 cuboids and skeletons are skipped (and counted in ``skipped_shapes``).
@@ -473,6 +479,24 @@ def _shape_value(el: ET.Element, source: str, image_size):
     return mask.box(), mask
 
 
+def _united(box_a, mask_a: ObjectMask | None, box_b, mask_b: ObjectMask | None):
+    """(box, mask) of two shapes of one object on one frame: the union of both."""
+    box = (min(box_a[0], box_b[0]), min(box_a[1], box_b[1]),
+           max(box_a[2], box_b[2]), max(box_a[3], box_b[3]))
+    masks = [m for m in (mask_a, mask_b) if m is not None and m.bitmap.size]
+    if len(masks) < 2:
+        return box, masks[0] if masks else (mask_a or mask_b)
+    left = min(m.left for m in masks)
+    top = min(m.top for m in masks)
+    right = max(m.left + m.bitmap.shape[1] for m in masks)
+    bottom = max(m.top + m.bitmap.shape[0] for m in masks)
+    bitmap = np.zeros((bottom - top, right - left), dtype=bool)
+    for m in masks:
+        h, w = m.bitmap.shape
+        bitmap[m.top - top:m.top - top + h, m.left - left:m.left - left + w] |= m.bitmap
+    return box, ObjectMask(left, top, bitmap)
+
+
 def _expand_track(
     track: ET.Element, track_id: int, num_frames: int | None, image_size, rows: _Rows,
     source: str,
@@ -516,7 +540,9 @@ def _expand_track(
         if out:
             continue
         stop = frames[k + 1] if k + 1 < len(frames) else end
-        if k + 1 < len(frames) and stop - frame > 1:
+        if k + 1 < len(frames) and stop - frame > 1 and not (
+                kind == "polygon" and np.array_equal(_polygon_points(el, source),
+                                                     _polygon_points(keyframes[k + 1], source))):
             raise InputError(
                 f"{source}: {kind} track {track_id} needs interpolation between keyframes "
                 f"{frame} and {stop}; only box tracks are interpolated (put a {kind} keyframe "
@@ -555,6 +581,8 @@ def read_cvat_xml(data: bytes, *, name: str = "", source: str = "<xml>") -> Sequ
                          _expand_track(track, track_id, num_frames, image_size, rows, source))
 
     next_id = max(seen, default=-1) + 1
+    group_ids: dict[int, int] = {}
+    grouped_rows: dict[tuple[int, int], int] = {}  # (frame, object id) -> index in rows
     for image in root.findall("image"):
         frame = _int_attr(image, "id", source)
         if frame < 0 or (num_frames is not None and frame >= num_frames):
@@ -568,6 +596,21 @@ def read_cvat_xml(data: bytes, *, name: str = "", source: str = "<xml>") -> Sequ
             if el.tag not in _AREA_SHAPES:
                 continue
             box, mask = _shape_value(el, source, image_size)
+            group = _int_attr(el, "group_id", source, default=0)
+            if group > 0:
+                if group not in group_ids:
+                    group_ids[group] = next_id
+                    labels[next_id] = el.get("label", "")
+                    next_id += 1
+                object_id = group_ids[group]
+                row = grouped_rows.get((frame, object_id))
+                if row is not None:
+                    rows.boxes[row], rows.masks[row] = _united(rows.boxes[row], rows.masks[row],
+                                                               box, mask)
+                    continue
+                grouped_rows[(frame, object_id)] = len(rows.frames)
+                rows.add(frame, object_id, box, mask)
+                continue
             rows.add(frame, next_id, box, mask)
             labels[next_id] = el.get("label", "")
             next_id += 1

@@ -2,6 +2,27 @@
 
 The layout follows what CVAT itself exports for an interpolation-mode task, so the file
 can be uploaded with "Upload annotations -> CVAT 1.1" onto a task made from the video.
+
+Mask tracks (:class:`~autotrack.vos.mask_tracks.MaskTrack`) are written one of two ways,
+because **CVAT has no mask tracks**: its XML importer turns a ``<track>`` of ``<mask>``
+shapes into a single shape on the track's first keyframe and drops the rest
+(``cvat/apps/dataset_manager/formats/cvat.py``, ``load_anno``), its track interpolation
+raises ``NotImplementedError`` for masks (``annotation.py``), and datumaro cannot read a
+``<mask>`` inside a ``<track>`` at all. So:
+
+* masks (default): one ``<mask rle left top width height>`` shape per object and frame, in
+  ``<image id name="frame_%06d">`` elements (what CVAT reads as per-frame shapes, in
+  either "CVAT 1.1" upload), with ``group_id`` naming the object: CVAT keeps it as the
+  shape's group, ``autotrack eval`` joins an object's shapes by it. The run lengths are
+  CVAT's own: background first, row by row over the ``width`` x ``height`` box whose
+  top-left pixel is (``left``, ``top``), written ``"r0, r1, ..."`` as CVAT writes them.
+* polygons (``polygons=True``): real CVAT polygon tracks (identity kept, editable as a
+  track), the outline of each keyframe's largest part. A polygon keyframe is written only
+  where the mask track has one; because CVAT interpolates polygons between keyframes
+  (``polyshape_interpolation``) instead of holding them, the previous polygon is repeated
+  as a keyframe on the frame before each change (and carried by ``outside`` keyframes),
+  and CVAT's interpolation between two identical polygons is that polygon, so CVAT shows
+  exactly the held outline.
 """
 
 from __future__ import annotations
@@ -51,7 +72,7 @@ def _sub(parent: ET.Element, tag: str, text: str | None = None) -> ET.Element:
 
 def _meta(
     root: ET.Element, label_names: Sequence[tuple[int, str]], *, task_name: str,
-    frame_count: int, width: int, height: int, dumped: str,
+    frame_count: int, width: int, height: int, dumped: str, label_type: str = "rectangle",
 ) -> None:
     meta = _sub(root, "meta")
     task = _sub(meta, "task")
@@ -65,7 +86,7 @@ def _meta(
         label = _sub(labels, "label")
         _sub(label, "name", name)
         _sub(label, "color", label_color(class_id))
-        _sub(label, "type", "rectangle")
+        _sub(label, "type", label_type)
         _sub(label, "attributes")
     size = _sub(task, "original_size")
     _sub(size, "width", str(width))
@@ -138,6 +159,121 @@ def write_cvat_video(
         tracks, class_names, frame_count=frame_count, width=width, height=height,
         task_name=task_name, min_iou=min_iou, source=source, dumped=dumped,
     )
+    if isinstance(path_or_file, (str, os.PathLike)):
+        with open(path_or_file, "wb") as f:
+            f.write(data)
+    elif isinstance(path_or_file, io.TextIOBase):
+        path_or_file.write(data.decode("utf-8"))
+    else:
+        path_or_file.write(data)
+
+
+# ------------------------------------------------------------------------------ masks
+def _mask_attrs(rle) -> dict[str, str]:
+    """CVAT's ``<mask>`` attributes from our RLE (runs + inclusive x1, y1, x2, y2)."""
+    runs, (x1, y1, x2, y2) = rle[:-4], rle[-4:]
+    return {"rle": ", ".join(str(int(r)) for r in runs), "left": str(int(x1)),
+            "top": str(int(y1)), "width": str(int(x2 - x1 + 1)), "height": str(int(y2 - y1 + 1))}
+
+
+def _mask_images(root: ET.Element, tracks, group_of: dict[int, int], frame_count: int,
+                 width: int, height: int, source: str) -> None:
+    shown: dict[int, list] = {}
+    for track in tracks:
+        for first, stop, keyframe in track.spans():
+            if keyframe.outside:
+                continue
+            for frame in range(first, min(stop, frame_count)):
+                shown.setdefault(frame, []).append((track, keyframe))
+    for frame in sorted(shown):
+        image = ET.SubElement(root, "image", {
+            "id": str(frame), "name": f"frame_{frame:06d}", "width": str(width),
+            "height": str(height)})
+        for track, keyframe in shown[frame]:
+            ET.SubElement(image, "mask", {
+                "label": track.label, "source": source, "occluded": "0",
+                **_mask_attrs(keyframe.rle), "z_order": "0",
+                "group_id": str(group_of[track.object_id])})
+
+
+def _points_text(points) -> str:
+    return ";".join(f"{_coord(x)},{_coord(y)}" for x, y in points)
+
+
+def _polygon_track(root: ET.Element, output_id: int, track, frame_count: int, source: str,
+                   tolerance: float) -> int:
+    """One polygon ``<track>`` (module docstring); returns its visible keyframes."""
+    from autotrack.masks import mask_to_polygon
+
+    shapes: list[tuple[int, str, bool]] = []  # (frame, points text, outside)
+    visible_keyframes = 0
+    held: str | None = None  # the polygon CVAT shows now; None when hidden
+    for first, _stop, keyframe in track.spans():
+        if first >= frame_count:
+            break
+        polygon = None
+        if not keyframe.outside:
+            flat = mask_to_polygon(keyframe.mask(track.height, track.width), tolerance)
+            polygon = None if flat is None else _points_text(zip(flat[0::2], flat[1::2]))
+        if polygon is None:
+            if held is not None:
+                shapes.append((first, held, True))  # same points: CVAT holds up to here
+                held = None
+            continue
+        if polygon == held:
+            continue
+        if held is not None and shapes[-1][0] < first - 1:
+            shapes.append((first - 1, held, False))  # hold the old outline until here
+        shapes.append((first, polygon, False))
+        visible_keyframes += 1
+        held = polygon
+    if not shapes:
+        return 0
+    element = ET.SubElement(root, "track", {
+        "id": str(output_id), "label": track.label, "source": source})
+    for frame, points, outside in shapes:
+        ET.SubElement(element, "polygon", {
+            "frame": str(frame), "keyframe": "1", "outside": str(int(outside)),
+            "occluded": "0", "points": points, "z_order": "0"})
+    return visible_keyframes
+
+
+def mask_tracks_xml(
+    tracks, *, frame_count: int, width: int, height: int, polygons: bool = False,
+    task_name: str = "autotrack", source: str = "auto", dumped: str = "",
+    polygon_tolerance: float = 1.0,
+) -> bytes:
+    """The CVAT 1.1 document for mask tracks (see the module docstring for the layout):
+    per-frame ``<mask>`` shapes grouped by object, or with ``polygons`` polygon tracks
+    whose outlines are simplified to ``polygon_tolerance`` pixels."""
+    if frame_count <= 0 or width <= 0 or height <= 0:
+        raise ValueError(f"bad video geometry: {frame_count} frames of {width}x{height}")
+    for track in tracks:
+        if (track.height, track.width) != (height, width):
+            raise ValueError(f"object {track.object_id}: masks are {track.width}x"
+                             f"{track.height} on a {width}x{height} video")
+    labels = list(dict.fromkeys(t.label for t in tracks))
+    root = ET.Element("annotations")
+    _sub(root, "version", "1.1")
+    _meta(root, list(enumerate(labels)), task_name=task_name, frame_count=frame_count,
+          width=width, height=height, dumped=dumped,
+          label_type="polygon" if polygons else "mask")
+    kept = [t for t in tracks if any(not k.outside for k in t.keyframes)]
+    if polygons:
+        output_id = 0
+        for track in kept:
+            if _polygon_track(root, output_id, track, frame_count, source, polygon_tolerance):
+                output_id += 1
+    else:
+        group_of = {t.object_id: k + 1 for k, t in enumerate(kept)}
+        _mask_images(root, kept, group_of, frame_count, width, height, source)
+    ET.indent(root)
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+
+
+def write_mask_tracks(path_or_file, tracks, **kwargs) -> None:
+    """Write :func:`mask_tracks_xml` to a path or an open (binary or text) file."""
+    data = mask_tracks_xml(tracks, **kwargs)
     if isinstance(path_or_file, (str, os.PathLike)):
         with open(path_or_file, "wb") as f:
             f.write(data)
