@@ -47,7 +47,7 @@ from autotrack.cvat.lambda_request import (
     parse_json_object,
 )
 from autotrack.cvat.lambda_request import env_number
-from autotrack.cvat.lambda_tracker import optional_list
+from autotrack.cvat.lambda_tracker import shapes_and_states
 from autotrack.errors import StateError
 from autotrack.sot.session import DEFAULT_TTL_S, Session, SessionStore
 from autotrack.vos.base import ObjectPrompt, VideoSegmenter
@@ -260,20 +260,8 @@ class MaskTrackerFunction(LambdaFunction[MaskTrackerRequest]):
     def parse(self, body: object) -> MaskTrackerRequest:
         limits = self.settings.limits
         payload = parse_json_object(body, limits)
-        shapes = optional_list(payload, "shapes")
-        states = optional_list(payload, "states")
-        if shapes is None and states is None:
-            raise RequestError("send 'shapes' to start tracking or 'states' to continue",
-                               field="shapes")
-        shapes = [None] * len(states or []) if shapes is None else shapes
-        states = [] if states is None else states
-        if len(states) > len(shapes):
-            raise RequestError(f"'states' has {len(states)} entries but 'shapes' only "
-                               f"{len(shapes)}", field="states")
-        if len(shapes) > self.settings.max_shapes:
-            raise RequestError(f"{len(shapes)} shapes in one request, over the limit of "
-                               f"{self.settings.max_shapes} (AUTOTRACK_VOS_MAX_SHAPES)",
-                               status=413, field="shapes")
+        shapes, states = shapes_and_states(payload, self.settings.max_shapes,
+                                           "AUTOTRACK_VOS_MAX_SHAPES")
         poly = payload.get("conv_mask_to_poly", False)
         if not isinstance(poly, bool):
             raise RequestError("'conv_mask_to_poly' must be true or false",

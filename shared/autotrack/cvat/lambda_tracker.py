@@ -97,20 +97,8 @@ class TrackerFunction(LambdaFunction[TrackerRequest]):
     def parse(self, body: object) -> TrackerRequest:
         limits = self.settings.limits
         payload = parse_json_object(body, limits)
-        shapes = optional_list(payload, "shapes")
-        states = optional_list(payload, "states")
-        if shapes is None and states is None:
-            raise RequestError("send 'shapes' to start tracking or 'states' to continue",
-                               field="shapes")
-        shapes = [None] * len(states or []) if shapes is None else shapes
-        states = [] if states is None else states
-        if len(states) > len(shapes):
-            raise RequestError(f"'states' has {len(states)} entries but 'shapes' only "
-                               f"{len(shapes)}", field="states")
-        if len(shapes) > self.settings.max_shapes:
-            raise RequestError(f"{len(shapes)} shapes in one request, over the limit of "
-                               f"{self.settings.max_shapes} (AUTOTRACK_SOT_MAX_SHAPES)",
-                               status=413, field="shapes")
+        shapes, states = shapes_and_states(payload, self.settings.max_shapes,
+                                           "AUTOTRACK_SOT_MAX_SHAPES")
         items: list[tuple[str, object]] = []
         for i, shape in enumerate(shapes):
             state = states[i] if i < len(states) else None
@@ -191,6 +179,27 @@ def init_context(context: object, kind: str, settings: TrackerSettings | None = 
 def handle(context: object, event: object) -> object:
     """Answer one CVAT tracker request with the tracker :func:`init_context` loaded."""
     return handle_loaded(context, event, TrackerFunction)
+
+
+def shapes_and_states(payload: Mapping[str, object], max_shapes: int,
+                      limit_variable: str) -> tuple[list, list]:
+    """CVAT's tracker request as two lists of equal length: ``shapes`` (None where an object
+    continues) and ``states`` (shorter when objects start), refused when both are missing, when
+    there are more states than shapes, or more shapes than ``max_shapes``."""
+    shapes = optional_list(payload, "shapes")
+    states = optional_list(payload, "states")
+    if shapes is None and states is None:
+        raise RequestError("send 'shapes' to start tracking or 'states' to continue",
+                           field="shapes")
+    shapes = [None] * len(states or []) if shapes is None else shapes
+    states = [] if states is None else states
+    if len(states) > len(shapes):
+        raise RequestError(f"'states' has {len(states)} entries but 'shapes' only "
+                           f"{len(shapes)}", field="states")
+    if len(shapes) > max_shapes:
+        raise RequestError(f"{len(shapes)} shapes in one request, over the limit of "
+                           f"{max_shapes} ({limit_variable})", status=413, field="shapes")
+    return shapes, states
 
 
 def optional_list(payload: Mapping[str, object], name: str) -> list | None:
