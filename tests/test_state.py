@@ -123,3 +123,33 @@ def test_keyed_state_refuses_a_forged_digest(saved_state, monkeypatch):
     monkeypatch.setenv("AUTOTRACK_STATE_KEY", "another-secret")
     with pytest.raises(StateError, match="digest does not match"):
         ByteTrack.from_state(keyed)
+
+
+def _jpeg_with_declared_size(width: int, height: int) -> bytes:
+    """A real 16x16 JPEG whose frame header is rewritten to claim another size."""
+    import cv2
+
+    data = bytearray(cv2.imencode(".jpg", np.full((16, 16, 3), 128, np.uint8))[1].tobytes())
+    sof = next(i for i in range(2, len(data) - 9) if data[i] == 0xFF and data[i + 1] == 0xC0)
+    data[sof + 5:sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(data)
+
+
+def test_state_jpeg_size_is_checked_from_its_header_before_decoding():
+    from autotrack.state import decode_state_jpeg
+
+    assert decode_state_jpeg(_jpeg_with_declared_size(16, 16), 256, "template").shape == (16, 16, 3)
+    # a forged header would make the decoder allocate 30000 x 30000 x 3 bytes: refused unread
+    with pytest.raises(StateError, match="at most 256x256"):
+        decode_state_jpeg(_jpeg_with_declared_size(30000, 30000), 256, "template")
+    with pytest.raises(StateError, match="corrupt or truncated"):
+        decode_state_jpeg(_jpeg_with_declared_size(16, 16)[:-40], 256, "template")
+    png = cv2_png(np.zeros((4, 4, 3), np.uint8))
+    with pytest.raises(StateError, match="must be a JPEG"):
+        decode_state_jpeg(png, 256, "template")
+
+
+def cv2_png(image: np.ndarray) -> bytes:
+    import cv2
+
+    return cv2.imencode(".png", image)[1].tobytes()

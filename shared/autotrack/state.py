@@ -204,3 +204,24 @@ class PayloadReader:
         if not isinstance(value, dict):
             raise StateError(f"tracker state field {key!r} must be an object")
         return value
+
+
+def decode_state_jpeg(data: bytes, max_side: int, what: str) -> np.ndarray:
+    """A BGR image from a JPEG carried in a state, refused (StateError) unless its own header
+    says it is at most ``max_side`` pixels a side: checked *before* decoding, so a forged
+    header cannot make the decoder allocate gigabytes."""
+    import cv2
+
+    from autotrack.cvat.lambda_request import RequestError, read_image_header
+
+    try:
+        header = read_image_header(bytes(data), field=what)
+    except RequestError as exc:
+        raise StateError(str(exc)) from None
+    if header.format != "jpeg" or max(header.width, header.height) > max_side:
+        raise StateError(f"{what} must be a JPEG of at most {max_side}x{max_side} pixels, got "
+                         f"{header.format.upper()} {header.width}x{header.height}")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None or image.shape[:2] != (header.height, header.width):
+        raise StateError(f"{what} is a corrupt or truncated JPEG")
+    return image

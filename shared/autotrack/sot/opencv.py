@@ -24,6 +24,7 @@ from autotrack.errors import StateError
 from autotrack.models import resolve_model
 from autotrack.sot.base import MAX_SOT_STATE_BYTES, Box, SotState, check_box
 from autotrack.sot.session import Session, SessionStore
+from autotrack.state import decode_state_jpeg
 
 TEMPLATE_SIDE = 128
 _TEMPLATE_TRIES = ((128, 90), (128, 75), (112, 70), (96, 65), (80, 60), (64, 50))
@@ -100,9 +101,7 @@ class OpenCVTracker:
     def reinitialise(self, frame: np.ndarray, state: SotState):
         """A fresh tracker whose template is the state's first target, placed at its last box."""
         self.reinits += 1
-        template = cv2.imdecode(np.frombuffer(state.template, np.uint8), cv2.IMREAD_COLOR)
-        if template is None or template.ndim != 3 or max(template.shape[:2]) > 256:
-            raise StateError("SOT state template is not a decodable JPEG of at most 256x256")
+        template = decode_state_jpeg(state.template, 256, "SOT state template")
         tx1, ty1, tx2, ty2 = state.template_box
         box = _clip_box(state.box, frame.shape, allow_empty=True)
         if box is None:

@@ -36,6 +36,7 @@ from autotrack.errors import AutotrackError, ModelNotFoundError, StateError
 from autotrack.sot import ostrack as ost
 from autotrack.sot.base import MAX_SOT_STATE_BYTES, Box, SotState, check_box
 from autotrack.sot.session import Session, SessionStore
+from autotrack.state import decode_state_jpeg
 
 CHECKPOINT_ENV = "AUTOTRACK_OSTRACK_CHECKPOINT"
 PRESET_ENV = "AUTOTRACK_OSTRACK_PRESET"
@@ -155,9 +156,8 @@ class OSTrackSot:
     def reinitialise(self, state: SotState) -> torch.Tensor:
         """The model's template input rebuilt from the state's JPEG."""
         self.reinits += 1
-        image = cv2.imdecode(np.frombuffer(state.template, np.uint8), cv2.IMREAD_COLOR)
-        if image is None or image.ndim != 3 or image.shape[0] != image.shape[1] \
-                or image.shape[0] > _MAX_TEMPLATE_SIDE:
+        image = decode_state_jpeg(state.template, _MAX_TEMPLATE_SIDE, "SOT state template")
+        if image.shape[0] != image.shape[1]:
             raise StateError("SOT state template is not a decodable square JPEG of at most "
                              f"{_MAX_TEMPLATE_SIDE}x{_MAX_TEMPLATE_SIDE}")
         side = self.cfg.template_size

@@ -37,7 +37,7 @@ import numpy as np
 
 from autotrack.errors import StateError
 from autotrack.masks import decode_cvat_mask, encode_cvat_mask, mask_box, mask_to_polygon
-from autotrack.state import PayloadReader, decode_state, encode_state
+from autotrack.state import PayloadReader, decode_state, decode_state_jpeg, encode_state
 
 MAX_MASK_STATE_BYTES = 256 * 1024
 MASK_STATE_VERSION = 1
@@ -120,8 +120,8 @@ class MaskTrackState:
 
     def prompt_frame(self) -> np.ndarray:
         """The stored start frame, scaled back to the frame size (BGR)."""
-        small = cv2.imdecode(np.frombuffer(self.prompt_jpeg, np.uint8), cv2.IMREAD_COLOR)
-        if small is None or small.shape[:2] != self.stored_size:
+        small = decode_state_jpeg(self.prompt_jpeg, PROMPT_MAX_SIDE, "mask state prompt frame")
+        if small.shape[:2] != self.stored_size:
             raise StateError("mask state prompt frame does not decode to its stored size")
         height, width = self.frame_size
         return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
