@@ -227,8 +227,8 @@ def test_sam2_polygon_tracks_round_trip_through_datumaro(sam2_run, tmp_path):
     xml = mask_tracks_xml(result.tracks, frame_count=result.frames_read, width=result.width,
                           height=result.height, polygons=True)
     read = _datumaro_masks(tmp_path, xml, result.frames_read)
-    for t, annotations in read.items():
-        for a in annotations:
+    for t, shapes in read.items():
+        for a in shapes:
             track = result.tracks[a.attributes["track_id"]]
             if a.attributes["outside"]:
                 continue

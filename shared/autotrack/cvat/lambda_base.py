@@ -13,6 +13,7 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from autotrack.cvat.lambda_request import RequestError
@@ -91,6 +92,26 @@ class ModelFromEnv:
 
     def __str__(self) -> str:
         return f"{self.model} (${self.variable}, default {self.default})"
+
+
+def install_function(context: object, what: str, build: Callable[[], LambdaFunction], *,
+                     signs_states: bool = False) -> LambdaFunction:
+    """``init_context``'s common part: build the function, keep it in ``context.user_data``,
+    log how long it took. A failure is logged as one line, then raised, so that Nuclio marks
+    the function failed instead of serving errors; a function whose answers carry states warns
+    when ``AUTOTRACK_STATE_KEY`` is unset (a plain digest can be recomputed after an edit)."""
+    started = time.perf_counter()
+    try:
+        function = build()
+    except Exception as exc:
+        log(context, "error", f"autotrack: cannot load {what}: {one_line(exc)}")
+        raise
+    setattr(context.user_data, USER_DATA_KEY, function)
+    if signs_states and not os.environ.get("AUTOTRACK_STATE_KEY"):
+        log(context, "warn", "autotrack: AUTOTRACK_STATE_KEY is not set: tracker states carry "
+                              "a plain digest, which anyone can recompute after editing one")
+    log(context, "info", f"autotrack: {what} ready in {time.perf_counter() - started:.1f} s")
+    return function
 
 
 def handle_loaded(context: object, event: object, kind: type[LambdaFunction]) -> object:

@@ -30,12 +30,10 @@ Settings come from the function's environment (function.yaml ``spec.env``):
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
 import time
-import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,17 +47,15 @@ from autotrack.cvat.label_spec import (
     spec_problems,
 )
 from autotrack.cvat.lambda_base import (
-    USER_DATA_KEY, LambdaFunction, ModelFromEnv, handle_loaded, log, one_line, respond,
+    LambdaFunction, ModelFromEnv, handle_loaded, log, one_line,
 )
 from autotrack.cvat.lambda_request import (
     DetectorRequest,
-    RequestError,
     RequestLimits,
     parse_detector_request,
 )
 from autotrack.detections import Detections
 from autotrack.detectors import Detector
-from autotrack.errors import InputError
 from autotrack.masks import mask_box, mask_to_polygon
 
 DEFAULT_THRESHOLD = 0.5  # what CVAT's own detector functions use when none is sent

@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from autotrack.cvat.lambda_base import USER_DATA_KEY, LambdaFunction, handle_loaded, log, one_line
+from autotrack.cvat.lambda_base import LambdaFunction, handle_loaded, install_function
 from autotrack.cvat.lambda_mask_tracker import model_options
 from autotrack.cvat.lambda_request import (
     RequestError,
@@ -196,16 +195,11 @@ def interactor_factory(environ: Mapping[str, str] | None = None,
 def init_context(context: object, factory: Callable[[], Interactor] | None = None,
                  settings: InteractorSettings | None = None) -> InteractorFunction:
     """Load the interactor once per worker and keep it in ``context.user_data``."""
-    started = time.perf_counter()
-    try:
-        settings = settings or InteractorSettings.from_env()
-        function = InteractorFunction((factory or interactor_factory())(), settings)
-    except Exception as exc:
-        log(context, "error", f"autotrack: cannot load the interactor: {one_line(exc)}")
-        raise
-    setattr(context.user_data, USER_DATA_KEY, function)
-    log(context, "info", f"autotrack: interactor ready in {time.perf_counter() - started:.1f} s")
-    return function
+    def build() -> InteractorFunction:
+        return InteractorFunction((factory or interactor_factory())(),
+                                  settings or InteractorSettings.from_env())
+
+    return install_function(context, "the interactor", build)
 
 
 def handle(context: object, event: object) -> object:

@@ -33,13 +33,12 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from autotrack.cvat.lambda_base import USER_DATA_KEY, LambdaFunction, handle_loaded, log, one_line
+from autotrack.cvat.lambda_base import LambdaFunction, handle_loaded, install_function
 from autotrack.cvat.lambda_request import (
     RequestError,
     RequestLimits,
@@ -450,23 +449,13 @@ def model_options(kind: str, environ: Mapping[str, str], *, checkpoint: str | No
 def init_context(context: object, kind: str, factory: SegmenterFactory | None = None,
                  settings: MaskTrackerSettings | None = None) -> MaskTrackerFunction:
     """Load the model once per worker and keep the function in ``context.user_data``."""
-    started = time.perf_counter()
-    try:
-        settings = settings or MaskTrackerSettings.from_env()
-        store = SessionStore(settings.session_ttl_s, settings.max_sessions)
-        factory = factory or segmenter_factory(kind)
-        tracker = MaskTracker(kind, factory, store)
-        function = MaskTrackerFunction(tracker, settings)
-    except Exception as exc:
-        log(context, "error", f"autotrack: cannot load the {kind} mask tracker: {one_line(exc)}")
-        raise
-    setattr(context.user_data, USER_DATA_KEY, function)
-    if not os.environ.get("AUTOTRACK_STATE_KEY"):
-        log(context, "warn", "autotrack: AUTOTRACK_STATE_KEY is not set: tracker states carry "
-                              "a plain digest, which anyone can recompute after editing one")
-    log(context, "info", f"autotrack: {kind} mask tracker ready in "
-                          f"{time.perf_counter() - started:.1f} s")
-    return function
+    def build() -> MaskTrackerFunction:
+        ready = settings or MaskTrackerSettings.from_env()
+        store = SessionStore(ready.session_ttl_s, ready.max_sessions)
+        return MaskTrackerFunction(MaskTracker(kind, factory or segmenter_factory(kind), store),
+                                   ready)
+
+    return install_function(context, f"the {kind} mask tracker", build, signs_states=True)
 
 
 def handle(context: object, event: object) -> object:

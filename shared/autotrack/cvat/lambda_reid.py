@@ -53,7 +53,6 @@ from __future__ import annotations
 import math
 import os
 import time
-import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -61,7 +60,7 @@ import numpy as np
 
 from autotrack.assignment import linear_assignment
 from autotrack.cvat.lambda_base import (
-    USER_DATA_KEY, LambdaFunction, ModelFromEnv, handle_loaded, log, one_line, respond,
+    LambdaFunction, ModelFromEnv, handle_loaded, log, one_line,
 )
 from autotrack.cvat.lambda_detector import (
     _preload_onnxruntime_cuda,
@@ -76,7 +75,6 @@ from autotrack.cvat.lambda_request import (
     env_number,
     parse_json_object,
 )
-from autotrack.errors import InputError
 
 DEFAULT_REID_MODEL = "person-reid-0248"
 DEFAULT_THRESHOLD = 0.5  # what CVAT's person-reidentification function uses

@@ -32,14 +32,13 @@ from __future__ import annotations
 
 import math
 import os
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from autotrack.cvat.lambda_base import (
-    USER_DATA_KEY, LambdaFunction, handle_loaded, log, one_line, respond,
+    LambdaFunction, handle_loaded, install_function, one_line,
 )
 from autotrack.cvat.lambda_request import (
     RequestError,
@@ -159,21 +158,12 @@ def init_context(context: object, kind: str, settings: TrackerSettings | None = 
                  **options: object) -> TrackerFunction:
     """Load the tracker once per worker and keep it in ``context.user_data`` (``options`` go
     to :func:`autotrack.sot.load_sot`; the environment fills what is not given)."""
-    started = time.perf_counter()
-    try:
-        settings = settings or TrackerSettings.from_env()
-        store = SessionStore(settings.session_ttl_s, settings.max_sessions)
-        function = TrackerFunction(load_sot(kind, store, **options), settings)
-    except Exception as exc:
-        log(context, "error", f"autotrack: cannot load the {kind} tracker: {one_line(exc)}")
-        raise
-    setattr(context.user_data, USER_DATA_KEY, function)
-    if not os.environ.get("AUTOTRACK_STATE_KEY"):
-        log(context, "warn", "autotrack: AUTOTRACK_STATE_KEY is not set: tracker states carry "
-                              "a plain digest, which anyone can recompute after editing one")
-    log(context, "info", f"autotrack: {kind} tracker ready in "
-                          f"{time.perf_counter() - started:.1f} s")
-    return function
+    def build() -> TrackerFunction:
+        ready = settings or TrackerSettings.from_env()
+        store = SessionStore(ready.session_ttl_s, ready.max_sessions)
+        return TrackerFunction(load_sot(kind, store, **options), ready)
+
+    return install_function(context, f"the {kind} tracker", build, signs_states=True)
 
 
 def handle(context: object, event: object) -> object:

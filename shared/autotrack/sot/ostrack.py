@@ -47,7 +47,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 Box = tuple[float, float, float, float]

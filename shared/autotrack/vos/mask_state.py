@@ -29,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import cv2
