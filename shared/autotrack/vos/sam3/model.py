@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from autotrack.errors import AutotrackError, ModelNotFoundError
+from autotrack.models import downloads_allowed
 
 CHECKPOINT_ENV = "AUTOTRACK_SAM3_CHECKPOINT"
 BPE_ENV = "AUTOTRACK_SAM3_BPE"
@@ -279,7 +280,7 @@ def _skip_box_pooling_without_boxes(encoder: Any) -> None:
 
 
 def _hugging_face_checkpoint() -> Path:
-    offline = os.environ.get("AUTOTRACK_OFFLINE", "").strip() not in ("", "0")
+    offline = not downloads_allowed()
     hint = (f"set {CHECKPOINT_ENV} to Meta's {HF_CHECKPOINT} (huggingface.co/{HF_REPO}, gated: "
             f"accept its license, then `hf download {HF_REPO} {HF_CHECKPOINT}`)")
     try:
@@ -294,9 +295,9 @@ def _hugging_face_checkpoint() -> Path:
     try:
         return Path(huggingface_hub.hf_hub_download(HF_REPO, HF_CHECKPOINT))
     except Exception as exc:
-        reason = " ".join(str(exc).split())[:200]
-        raise ModelNotFoundError(f"no SAM3 checkpoint: {hint}; the download failed: "
-                                 f"{reason}") from None
+        reason = " ".join(str(exc).split()).split(". ")[0][:160]  # hub errors run on
+        raise ModelNotFoundError(f"no SAM3 checkpoint: {hint}; the download failed "
+                                 f"({type(exc).__name__}: {reason})") from None
 
 
 def _bpe_candidates(checkpoint: Path | None) -> list[Path]:
