@@ -46,7 +46,7 @@ from autotrack.cvat.lambda_request import (
     parse_json_object,
 )
 from autotrack.cvat.lambda_request import env_number
-from autotrack.cvat.lambda_tracker import shapes_and_states
+from autotrack.cvat.lambda_tracker import request_state, shapes_and_states
 from autotrack.errors import StateError
 from autotrack.sot.session import DEFAULT_TTL_S, Session, SessionStore
 from autotrack.vos.base import ObjectPrompt, VideoSegmenter
@@ -337,18 +337,8 @@ class MaskTrackerFunction(LambdaFunction[MaskTrackerRequest]):
         return "polygon" if conv_mask_to_poly and kind == "mask" else kind
 
     def _state(self, value: object, index: int) -> MaskTrackState:
-        where = f"states[{index}]"
-        if not isinstance(value, str):
-            raise RequestError(f"'{where}' must be the state string this function returned, "
-                               f"got {type(value).__name__}", field=where)
-        if len(value) > MAX_MASK_STATE_BYTES:
-            raise RequestError(f"'{where}' is {len(value)} bytes, over the "
-                               f"{MAX_MASK_STATE_BYTES}-byte state limit", status=413,
-                               field=where)
-        try:
-            return MaskTrackState.decode(value, self.tracker.kind)
-        except StateError as exc:
-            raise RequestError(f"'{where}' is refused: {exc}", field=where) from None
+        return request_state(value, index, MAX_MASK_STATE_BYTES,
+                             lambda text: MaskTrackState.decode(text, self.tracker.kind))
 
 
 def _shape_fields(shape: object, index: int) -> tuple[str, object]:

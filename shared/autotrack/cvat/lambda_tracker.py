@@ -32,8 +32,9 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
@@ -52,6 +53,7 @@ from autotrack.sot import MAX_SOT_STATE_BYTES, SessionStore, SotState, check_box
 from autotrack.sot.base import SingleObjectTracker
 from autotrack.sot.session import DEFAULT_MAX_SESSIONS, DEFAULT_TTL_S
 
+StateT = TypeVar("StateT")
 DEFAULT_MAX_SHAPES = 64
 TRACKER_FIELDS = ("image", "shapes", "states")
 
@@ -140,18 +142,8 @@ class TrackerFunction(LambdaFunction[TrackerRequest]):
         return f"tracked {len(result['shapes'])} objects in {milliseconds:.0f} ms"
 
     def _state(self, value: object, index: int) -> SotState:
-        where = f"states[{index}]"
-        if not isinstance(value, str):
-            raise RequestError(f"'{where}' must be the state string this function returned, "
-                               f"got {type(value).__name__}", field=where)
-        if len(value) > MAX_SOT_STATE_BYTES:
-            raise RequestError(f"'{where}' is {len(value)} bytes, over the "
-                               f"{MAX_SOT_STATE_BYTES}-byte state limit", status=413,
-                               field=where)
-        try:
-            return SotState.decode(value, self.tracker.kind)
-        except StateError as exc:
-            raise RequestError(f"'{where}' is refused: {exc}", field=where) from None
+        return request_state(value, index, MAX_SOT_STATE_BYTES,
+                             lambda text: SotState.decode(text, self.tracker.kind))
 
 
 def init_context(context: object, kind: str, settings: TrackerSettings | None = None,
@@ -169,6 +161,23 @@ def init_context(context: object, kind: str, settings: TrackerSettings | None = 
 def handle(context: object, event: object) -> object:
     """Answer one CVAT tracker request with the tracker :func:`init_context` loaded."""
     return handle_loaded(context, event, TrackerFunction)
+
+
+def request_state(value: object, index: int, max_bytes: int,
+                  decode: Callable[[str], StateT]) -> StateT:
+    """``states[index]`` of a tracker request, decoded; anything else than a state string this
+    function wrote is a RequestError (413 when over ``max_bytes``, before any parsing)."""
+    where = f"states[{index}]"
+    if not isinstance(value, str):
+        raise RequestError(f"'{where}' must be the state string this function returned, "
+                           f"got {type(value).__name__}", field=where)
+    if len(value) > max_bytes:
+        raise RequestError(f"'{where}' is {len(value)} bytes, over the {max_bytes}-byte state "
+                           "limit", status=413, field=where)
+    try:
+        return decode(value)
+    except StateError as exc:
+        raise RequestError(f"'{where}' is refused: {exc}", field=where) from None
 
 
 def shapes_and_states(payload: Mapping[str, object], max_shapes: int,

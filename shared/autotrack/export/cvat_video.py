@@ -159,13 +159,7 @@ def write_cvat_video(
         tracks, class_names, frame_count=frame_count, width=width, height=height,
         task_name=task_name, min_iou=min_iou, source=source, dumped=dumped,
     )
-    if isinstance(path_or_file, (str, os.PathLike)):
-        with open(path_or_file, "wb") as f:
-            f.write(data)
-    elif isinstance(path_or_file, io.TextIOBase):
-        path_or_file.write(data.decode("utf-8"))
-    else:
-        path_or_file.write(data)
+    write_bytes(path_or_file, data)
 
 
 # ------------------------------------------------------------------------------ masks
@@ -274,6 +268,11 @@ def mask_tracks_xml(
 def write_mask_tracks(path_or_file, tracks, **kwargs) -> None:
     """Write :func:`mask_tracks_xml` to a path or an open (binary or text) file."""
     data = mask_tracks_xml(tracks, **kwargs)
+    write_bytes(path_or_file, data)
+
+
+def write_bytes(path_or_file, data: bytes) -> None:
+    """UTF-8 XML bytes to a path, a binary file or a text file."""
     if isinstance(path_or_file, (str, os.PathLike)):
         with open(path_or_file, "wb") as f:
             f.write(data)
