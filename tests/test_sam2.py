@@ -270,6 +270,49 @@ def test_memory_stays_within_budget(model, frames):
     assert segmenter.frame_index == len(frames)
 
 
+def test_frames_without_objects_skip_the_image_encoder(model, frames):
+    encoded = []
+    forward_image = model.forward_image
+    start = [ObjectPrompt(1, [[480, 300]], [1])]
+    late = Sam2Segmenter(model)
+    model.forward_image = lambda image: encoded.append(1) or forward_image(image)
+    try:
+        for image in frames[:3]:
+            assert late.step_logits(image) == {}
+        assert encoded == [] and late.frame_index == 3
+        late_out = [late.step_logits(frames[3], start), late.step_logits(frames[4])]
+        assert len(encoded) == 2
+    finally:
+        del model.forward_image  # the class's method again
+    # the frame index still counts the skipped frames (SAM2 reads it): as a stream whose
+    # object starts on frame 3
+    eager = Sam2Segmenter(model)
+    eager._frame_idx = 3
+    eager_out = [eager.step_logits(frames[3], start), eager.step_logits(frames[4])]
+    for got, expected in zip(late_out, eager_out):
+        assert got.keys() == expected.keys() == {1}
+        np.testing.assert_array_equal(got[1], expected[1])
+
+
+@pytest.mark.parametrize("setting", [("max_obj_ptrs_in_encoder", 3),
+                                     ("use_obj_ptrs_in_encoder", False)])
+def test_spatial_memories_outlive_a_shorter_pointer_window(model, frames, monkeypatch, setting):
+    """With fewer pointers than spatial memories read (not so in the released configs), a frame
+    keeps its spatial memory while SAM2 reads it, though its pointer is gone."""
+    monkeypatch.setattr(model, *setting)
+    segmenter = Sam2Segmenter(model)
+    assert segmenter.max_obj_ptrs < segmenter.num_maskmem
+    kept = []
+    for f, image in enumerate(frames[:9]):
+        masks = segmenter.step(image, [ObjectPrompt(1, [[480, 300]], [1])] if f == 0 else ())
+        assert sorted(masks) == [1]
+        kept.append(segmenter.memory_stats().frames_kept)
+    assert kept == [1, 2, 3, 4, 5, 6, 7, 7, 7]  # frame 0 + the last num_maskmem - 1
+    recent = segmenter._objects[1].recent
+    assert len(recent) == segmenter.num_maskmem - 1
+    assert sum(m.obj_ptr is not None for m in recent.values()) == segmenter.max_obj_ptrs - 1
+
+
 def test_forget_reset_and_lost_objects(model, frames):
     segmenter = Sam2Segmenter(model)
     start = [ObjectPrompt(1, [[480, 300]], [1]), ObjectPrompt(2, box=(100, 150, 400, 500))]

@@ -279,6 +279,8 @@ def test_concept_tracker_memory_is_bounded_and_objects_retire(two_prompts, small
         assert len(masks) == stats.objects == 5
         assert stats.frames_kept == 1
         assert stats.feature_bytes == 5 * -(-height * width // 8)  # one packed mask each
+        # each object owns its packed mask, not a view keeping the frame's whole matrix alive
+        assert all(obj.bits.base is None for obj in tracker._objects.values())
     ids = set(masks)
     tracker.options = replace(EVERYTHING, keep_score=1.0, new_object_score=1.0, max_missed=1)
     lost = tracker.step(small_frames[3])  # nothing scores 1.0: every object is missed
@@ -306,6 +308,22 @@ def test_concept_tracker_corrections_forget_and_reset(two_prompts, small_frames)
     tracker.reset()
     assert tracker.memory_stats().objects == 0
     assert tracker.step(cv2.resize(small_frames[1], (240, 136)))  # a new video, new objects
+
+
+def test_a_correction_on_the_frame_its_object_would_retire_keeps_it(two_prompts,
+                                                                      small_frames):
+    tracker = Sam3ConceptTracker(two_prompts, replace(EVERYTHING, max_missed=0))
+    masks = tracker.step(small_frames[0])
+    object_id = min(masks)
+    tracker.options = replace(EVERYTHING, keep_score=1.0, new_object_score=1.0, max_missed=0)
+    corrected = np.zeros(small_frames[1].shape[:2], dtype=bool)
+    corrected[100:200, 300:500] = True
+    # nothing is detected: every object misses, and max_missed=0 retires all but the corrected
+    out = tracker.step(small_frames[1], [ObjectPrompt(object_id, mask=corrected)])
+    assert set(out) == {object_id} and set(tracker.object_labels) == {object_id}
+    np.testing.assert_array_equal(out[object_id], corrected)
+    assert tracker.memory_stats().objects == 1
+    assert set(tracker.step(small_frames[2])) == set()  # missed once more: now it retires
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:

@@ -21,7 +21,7 @@ import pytest
 import torch
 from torchvision.models import resnet18, resnet50
 
-from autotrack.errors import AutotrackError, ModelNotFoundError
+from autotrack.errors import AutotrackError, InputError, ModelNotFoundError
 from autotrack.vos import xmem
 from autotrack.vos.base import ObjectPrompt
 from autotrack.vos.xmem import (
@@ -173,7 +173,8 @@ def test_matches_official_inference(fixture, network, bedroom_dir, name) -> None
     meta = json.loads(str(fixture["meta"]))
     spec = meta["scenarios"][name]
     size, stride = meta["size"], meta["stride"]
-    seg = XMemSegmenter(network, make_budget(**spec["budget"]), size=size)
+    seg = XMemSegmenter(network, make_budget(**spec["budget"]), size=size,
+                        keep_probabilities=True)
     digest = hashlib.sha256()
     for t, index in enumerate(spec["frames"]):
         image = _frame(bedroom_dir, index)
@@ -265,6 +266,7 @@ def test_prompts(network, bedroom_dir) -> None:
     rect[100:400, 200:520] = True
     iou = (masks[7] & rect).sum() / (masks[7] | rect).sum()
     assert iou > 0.9
+    assert seg.last_probabilities is None  # kept only with keep_probabilities=True
     with pytest.raises(ValueError, match="reset"):
         seg.step(cv2.resize(image, (w // 2, h // 2)))
 
@@ -301,3 +303,18 @@ def test_forget_and_reset(network, bedroom_dir, monkeypatch) -> None:
     assert set(seg.step(small, [ObjectPrompt(3, box=(10, 10, 100, 100))])) == {3}
     seg.forget(3)  # the last object: everything is freed
     assert seg.memory_stats().feature_bytes == 0
+
+
+def test_elongated_frames_are_refused_before_any_tensor(network) -> None:
+    """The short side is scaled to ``size``: a 2x8000 frame would become 480 x 1,920,000."""
+    seg = XMemSegmenter(network, make_budget(), size=480)
+    thin = np.zeros((2, 8000, 3), np.uint8)
+    for prompts in ([], [ObjectPrompt(1, box=(0, 0, 4000, 2))]):
+        with pytest.raises(InputError, match="4:1") as refused:
+            seg.step(thin, prompts)
+        assert "\n" not in str(refused.value)
+    assert seg.memory_stats().objects == 0
+    assert processing_shape(270, 1080, 480) == (480, 1920)  # 4:1 is still taken
+    with pytest.raises(InputError):
+        processing_shape(8000, 2, 480)
+    assert processing_shape(2, 8000, 0) == (2, 8000)  # the frame's own size: nothing grows

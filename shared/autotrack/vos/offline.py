@@ -62,12 +62,14 @@ def segment_frames(
     min_iou: float = DEFAULT_MASK_KEYFRAME_IOU,
     on_frame: Callable[[int], None] | None = None,
     max_frames: int | None = None,
+    checked_size: tuple[int, int] | None = None,
 ) -> SegmentationResult:
     """Run ``segmenter`` over ``(index, BGR frame)`` pairs (indices 0, 1, 2, ... as
     :class:`~autotrack.video.FrameSource` yields them) feeding ``prompts`` on their frames.
 
     The segmenter is :meth:`~VideoSegmenter.reset` first. Without prompts the segmenter must
-    find objects by itself (SAM3 concept tracking)."""
+    find objects by itself (SAM3 concept tracking). The prompts are checked against the first
+    frame's size unless they were already checked for it (``checked_size``: width, height)."""
     if not 0.0 < min_iou <= 1.0:
         raise InputError(f"mask keyframe IoU must be in (0, 1], got {min_iou}")
     segmenter.reset()
@@ -85,7 +87,7 @@ def segment_frames(
                              f"{frames_read - 1}")
         if frames_read == 0:
             height, width = image.shape[:2]
-            if prompts is not None:
+            if prompts is not None and checked_size != (width, height):
                 prompts.check(width=width, height=height)
         entries = prompts.on_frame(index) if prompts is not None else []
         started = time.perf_counter()
@@ -119,17 +121,30 @@ def segment_frames(
                               MemoryStats(peak_frames, peak_bytes, peak_objects))
 
 
-def segment_video(source, segmenter: VideoSegmenter, prompts: PromptFile | None,
+def check_video_prompts(source, prompts: PromptFile, *,
+                        no_clicks_only: bool = False) -> tuple[int, int]:
+    """Check ``prompts`` against a :class:`~autotrack.video.FrameSource`'s frame size and a
+    frame folder's length (a video container's announced count is only an estimate; prompts
+    past its real end fail after the run), before any model runs; returns the (width,
+    height) checked, for :func:`segment_video`'s ``checked_size``."""
+    info = source.info
+    prompts.check(width=info.width, height=info.height,
+                  frame_count=info.frame_count if source.path.is_dir() else None,
+                  no_clicks_only=no_clicks_only)
+    return info.width, info.height
+
+
+def segment_video(source, segmenter: VideoSegmenter, prompts: PromptFile | None, *,
+                  checked_size: tuple[int, int] | None = None,
                   **kwargs) -> SegmentationResult:
     """:func:`segment_frames` over a :class:`~autotrack.video.FrameSource` (or a path),
-    checking the prompts against a frame folder's length first (a video container's
-    announced count is only an estimate; prompts past its real end fail after the run)."""
+    with the prompts checked once, first (:func:`check_video_prompts`) unless the caller did
+    (``checked_size``: what it returned)."""
     from autotrack.video import FrameSource
 
     if not isinstance(source, FrameSource):
         source = FrameSource(source)
-    if prompts is not None:
-        info = source.info
-        prompts.check(width=info.width, height=info.height,
-                      frame_count=info.frame_count if source.path.is_dir() else None)
-    return segment_frames(iter(source), segmenter, prompts, **kwargs)
+    if prompts is not None and checked_size is None:
+        checked_size = check_video_prompts(source, prompts)
+    return segment_frames(iter(source), segmenter, prompts, checked_size=checked_size,
+                          **kwargs)

@@ -135,6 +135,14 @@ class PromptEntry:
 class PromptFile:
     source: str
     entries: tuple[PromptEntry, ...]
+    _by_frame: Mapping[int, tuple[PromptEntry, ...]] = field(
+        init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_frame: dict[int, list[PromptEntry]] = {}
+        for e in self.entries:
+            by_frame.setdefault(e.frame, []).append(e)
+        object.__setattr__(self, "_by_frame", {f: tuple(v) for f, v in by_frame.items()})
 
     @property
     def labels(self) -> Mapping[int, str]:
@@ -143,10 +151,11 @@ class PromptFile:
 
     @property
     def frames(self) -> list[int]:
-        return sorted({e.frame for e in self.entries})
+        return sorted(self._by_frame)
 
     def on_frame(self, frame: int) -> list[PromptEntry]:
-        return [e for e in self.entries if e.frame == frame]
+        """The entries on ``frame``, in file order (an index lookup, not a scan)."""
+        return list(self._by_frame.get(frame, ()))
 
     def prompts_for(self, frame: int, height: int, width: int) -> list[ObjectPrompt]:
         return [e.prompt(height, width) for e in self.on_frame(frame)]

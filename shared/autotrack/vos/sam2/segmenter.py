@@ -14,7 +14,8 @@ reads back on later frames:
   vectors, the ones SAM2 reads).
 
 Spatial memories are stored in bfloat16, as the official predictor stores them. Nothing else
-is kept between frames: no images, no image features, no outputs.
+is kept between frames: no images, no image features, no outputs. A frame with no object and
+no prompt only advances the frame index (the image encoder does not run).
 
 Equivalence: with the same weights, prompts on the first frames and a video of at least 16
 frames (SAM2 scales object-pointer positions by ``min(video length, 16)``; a stream has no
@@ -59,11 +60,11 @@ def _nbytes(tensor: torch.Tensor | None) -> int:
 
 @dataclass
 class _FrameMemory:
-    """What one object keeps of one frame: its spatial memory (dropped when too old for SAM2
-    to read, the pointer stays a little longer) and its object pointer."""
+    """What one object keeps of one frame: its spatial memory and its object pointer, each
+    dropped (None) once too old for SAM2 to read; the frame goes when both are gone."""
 
     features: torch.Tensor | None  # (1, mem_dim, S/16, S/16) bfloat16
-    obj_ptr: torch.Tensor  # (1, hidden_dim)
+    obj_ptr: torch.Tensor | None  # (1, hidden_dim)
 
     def as_output(self, pos_enc: list[torch.Tensor]) -> dict:
         features = None if self.features is None else self.features.float()
@@ -152,6 +153,9 @@ class Sam2Segmenter:
         if len(self._objects) + len(new) > self.max_objects:
             raise InputError(f"{len(self._objects) + len(new)} objects exceed this segmenter's "
                              f"max_objects={self.max_objects}; forget some first")
+        if not self._objects and not prompts:  # nothing to follow: no encoder pass
+            self._frame_idx += 1
+            return {}
         by_id = {p.object_id: p for p in prompts}
         t = self._frame_idx
         with torch.inference_mode():
@@ -253,12 +257,15 @@ class Sam2Segmenter:
 
     def _evict_recent(self, obj: _ObjectMemory, t: int) -> None:
         """After frame t, frame t + 1 reads spatial memories of frames >= t + 1 - (num_maskmem - 1)
-        and pointers of frames >= t + 1 - (max_obj_ptrs - 1): drop the rest."""
+        and pointers of frames >= t + 1 - (max_obj_ptrs - 1): drop the rest, and a frame once
+        neither is left (either window may be the longer one)."""
         oldest_features = t + 2 - self.num_maskmem
         oldest_ptr = t + 2 - self.max_obj_ptrs
         for frame in list(obj.recent):
             mem = obj.recent[frame]
-            if frame < oldest_ptr:
-                del obj.recent[frame]
-            elif frame < oldest_features and mem.features is not None:
+            if frame < oldest_features:
                 mem.features = None
+            if frame < oldest_ptr:
+                mem.obj_ptr = None
+            if mem.features is None and mem.obj_ptr is None:
+                del obj.recent[frame]

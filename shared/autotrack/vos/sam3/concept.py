@@ -121,11 +121,13 @@ class Sam3ConceptTracker:
                 else None
             for row, col in [] if matching is None else zip(matching.rows, matching.cols):
                 obj, det = self._objects[ids[row]], columns[col]
-                obj.bits, obj.area, obj.missed = bits[det], int(areas[det]), 0
+                # a copy: a row view would keep this frame's whole packed matrix alive
+                obj.bits, obj.area, obj.missed = bits[det].copy(), int(areas[det]), 0
                 masks[ids[row]] = detections.masks[det]
                 taken[det] = True
             for object_id in ids:
-                if object_id not in masks:
+                # a corrected object is seen on this frame: never retired here
+                if object_id not in masks and object_id not in corrections:
                     self._objects[object_id].missed += 1
         self._start_objects(detections, bits, areas, taken, masks)
         self._retire(masks)
@@ -174,7 +176,7 @@ class Sam3ConceptTracker:
                     continue
             object_id = self._next_id
             self._next_id += 1
-            self._objects[object_id] = _Object(label_id, bits[det], int(areas[det]))
+            self._objects[object_id] = _Object(label_id, bits[det].copy(), int(areas[det]))
             self._labels[object_id] = self.detector.class_names[label_id]
             masks[object_id] = detections.masks[det]
             placed.setdefault(label_id, []).append(object_id)

@@ -7,10 +7,11 @@ the sensory memory is updated by the decoder every frame and deep-updated on mem
 
 :class:`XMemSegmenter` wraps it for (H, W, 3) uint8 BGR frames and
 :class:`~autotrack.vos.base.ObjectPrompt` s. The frame is resized so its short side is
-``size`` (480, as the official evaluation; ``size <= 0`` keeps the frame's size), normalised
-with the ImageNet mean/std and padded to a multiple of 16; the probabilities go back to the
-frame's size (bilinear), and each pixel belongs to the most likely of background and objects,
-so masks never overlap.
+``size`` (480, as the official evaluation; ``size <= 0`` keeps the frame's size; a frame more
+elongated than 4:1 is an :class:`~autotrack.errors.InputError`, before anything is allocated),
+normalised with the ImageNet mean/std and padded to a multiple of 16; the probabilities go back
+to the frame's size (bilinear), and each pixel belongs to the most likely of background and
+objects, so masks never overlap.
 
 Prompts. XMem starts and corrects objects from **masks**. A prompt's mask is used as given; a
 box without a mask becomes a filled rectangle mask (a coarse start: XMem follows whatever
@@ -30,21 +31,30 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from autotrack.errors import InputError
 from autotrack.vos.base import MemoryStats, ObjectPrompt
 from autotrack.vos.xmem.memory import MemoryBudget, XMemMemory
 from autotrack.vos.xmem.network import XMem, aggregate
 
 _MEAN = (0.485, 0.456, 0.406)
 _STD = (0.229, 0.224, 0.225)
+# the longest processed side, in short sides: frames more elongated than 4:1 are refused
+# (normal video is at most 2.4:1), as the short side is scaled to ``size`` whatever the long
+# side becomes (a 1x65535 frame would be 480 x 31,456,800)
+MAX_ASPECT = 4
 
 
 # -- frames and masks -----------------------------------------------------------------------
 
 def processing_shape(height: int, width: int, size: int) -> tuple[int, int]:
     """(h, w) with the short side at ``size`` (torchvision's ``Resize(size)`` rule, as the
-    official reader); ``size <= 0`` keeps the frame's size."""
+    official reader); ``size <= 0`` keeps the frame's size. A frame whose long side would
+    exceed ``MAX_ASPECT * size`` is an :class:`~autotrack.errors.InputError`."""
     if size <= 0:
         return height, width
+    if height < 1 or width < 1 or max(height, width) > MAX_ASPECT * min(height, width):
+        raise InputError(f"frame is {width}x{height}: XMem takes frames at most "
+                         f"{MAX_ASPECT}:1 in aspect ratio")
     if height <= width:
         return size, int(size * width / height)
     return int(size * height / width), size
@@ -186,7 +196,7 @@ class XMemSegmenter:
     """Streaming XMem over BGR frames with a bounded memory (see the module docstring)."""
 
     def __init__(self, network: XMem, budget: MemoryBudget = MemoryBudget(), size: int = 480,
-                 device: str | torch.device = "cpu") -> None:
+                 device: str | torch.device = "cpu", keep_probabilities: bool = False) -> None:
         self.device = torch.device(device)
         self.network = network.to(self.device).eval()
         self.size = int(size)
@@ -196,7 +206,10 @@ class XMemSegmenter:
         self.processor = XMemProcessor(self.network, budget)
         self._ids: list[int] = []
         self._frame_shape: tuple[int, int] | None = None
-        self.last_probabilities: torch.Tensor | None = None  # (n + 1, h, w), diagnostics
+        # (n + 1, h, w) of the last frame, kept only with keep_probabilities (diagnostics,
+        # tests): tens of MB per session with many objects
+        self.keep_probabilities = bool(keep_probabilities)
+        self.last_probabilities: torch.Tensor | None = None
         self._lock = threading.Lock()
 
     @property
@@ -213,6 +226,7 @@ class XMemSegmenter:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"frames must be (H, W, 3) uint8 BGR, got {image.shape} {image.dtype}")
         height, width = image.shape[:2]
+        processing_shape(height, width, self.size)  # refuses extreme aspect ratios up front
         seen: set[int] = set()
         masks = []
         for prompt in prompts:
@@ -245,7 +259,8 @@ class XMemSegmenter:
             full[prompted] = np.stack(masks)
             mask = resize_masks(full, shape).to(self.device)
         prob = self.processor.step(x, mask, prompted, len(self._ids))
-        self.last_probabilities = prob
+        if self.keep_probabilities:
+            self.last_probabilities = prob
         if prob.shape[-2:] != (height, width):
             prob = F.interpolate(prob[None], size=(height, width), mode="bilinear",
                                  align_corners=False)[0]
