@@ -10,8 +10,9 @@ functions/sam2_interactor.py).
 
 Parameters (`-p name=type:value`): checkpoint=str:PATH, config=str:sam2.1_hiera_t,
 image_size=int:1024, device=str:cpu|cuda:0, random_init=bool:false (tests only),
-max_sessions=int:16 and session_ttl_s=float:900 (live segmenters kept, one per shape; an
-evicted one is started again from the tracking state). Each shape comes back as its own type
+session_ttl_s=float:900 (each shape keeps its own live segmenter while the agent keeps its
+state; one idle longer is started again from the tracking state), max_sessions=int:0 to keep
+none (every frame restarts from the state: least memory, least quality). Each shape comes back as its own type
 (a rectangle as its mask's box); a lost object is reported as not found on that frame.
 The logic lives in autotrack.cvat.sdk_masks.
 """

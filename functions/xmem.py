@@ -9,8 +9,9 @@ Weights: XMem.pth from https://github.com/hkchengrex/XMem/releases/tag/v1.0, pas
 -p checkpoint=str:PATH or AUTOTRACK_XMEM_CHECKPOINT.
 
 Parameters (`-p name=type:value`): checkpoint=str:PATH, size=int:480 (the shorter side XMem
-works at), device=str:cpu|cuda:0, random_init=bool:false (tests only), max_sessions=int:16
-and session_ttl_s=float:900 (live segmenters kept, one per shape). A rectangle starts as a
+works at), device=str:cpu|cuda:0, random_init=bool:false (tests only),
+session_ttl_s=float:900 (each shape keeps its own live segmenter while the agent keeps its
+state; one idle longer restarts from the state), max_sessions=int:0 to keep none. A rectangle starts as a
 filled box mask and comes back as its mask's box; a lost object is reported as not found.
 The logic lives in autotrack.cvat.sdk_masks.
 """

@@ -209,3 +209,17 @@ def test_shifted_masks_score_less_and_match_trackeval(tmp_path):
     # By hand: object 1 is shifted (3, 1) every frame: J = 7 * 9 / (200 - 63);
     # object 2 is perfect for 3 frames, missing for 3: J = 0.5. J-Mean averages objects.
     assert metrics["J"] == pytest.approx((63 / 137 + 0.5) / 2)
+
+
+def test_mask_attributes_are_computed_once_per_keyframe(monkeypatch):
+    """A keyframe held over many frames is encoded once, not once per frame it covers."""
+    from autotrack.export import cvat_video
+
+    calls = []
+    original = cvat_video._mask_attrs
+    monkeypatch.setattr(cvat_video, "_mask_attrs", lambda rle: calls.append(1) or original(rle))
+    still = [{1: _square(5), 2: _square(30)}] * 200
+    xml = mask_tracks_xml(_tracks(still), frame_count=200, width=W, height=H)
+    assert len(calls) == 2  # one keyframe per object
+    root = ET.fromstring(xml)
+    assert len(root.findall("image")) == 200 and len(root.findall("image/mask")) == 400

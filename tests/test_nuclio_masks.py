@@ -450,3 +450,40 @@ def test_mask_function_yaml_carries_what_cvat_and_nuctl_read(config):
     cpu = yaml.safe_load((config.parent / "function.yaml").read_text())
     assert cpu["metadata"] == metadata
     assert "def handler(context, event)" in (config.parent / "main.py").read_text()
+
+
+def test_concurrent_first_calls_never_share_a_segmenter():
+    """Two sessions started at once get two segmenters, never one memory between them."""
+    import threading
+    import time
+
+    from autotrack.cvat.lambda_mask_tracker import MaskTracker, _FirstThenBuild
+    from autotrack.sot.session import SessionStore
+
+    class SlowFirst(_FirstThenBuild):  # reading the prebuilt one leaves time to switch threads
+        @property
+        def _first(self):
+            value = self.__dict__["_first"]
+            time.sleep(0.05)
+            return value
+
+        @_first.setter
+        def _first(self, value):
+            self.__dict__["_first"] = value
+
+    prebuilt = object()
+    factory = SlowFirst(prebuilt, object)
+    got: list[object] = []
+    threads = [threading.Thread(target=lambda: got.append(factory())) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(got) == 2 and got.count(prebuilt) == 1
+
+    tracker = MaskTracker("xmem", lambda: None, SessionStore())
+    held: list[bool] = []
+    tracker.factory = lambda: held.append(tracker._lock.locked())
+    tracker._segmenter()
+    assert held == [True]  # any factory is called under the tracker's lock
+    assert not hasattr(tracker, "_spares")  # no pool of segmenters to hand out twice

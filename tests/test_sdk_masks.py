@@ -164,7 +164,8 @@ def test_sam2_tracks_three_shape_types_through_the_agent(agent_worker, images) -
     # the same prompts run directly, one segmenter per shape as the agent drives them
     from autotrack.vos.sam2 import Sam2Segmenter
 
-    model = next(iter(function.tracker.store._items.values())).tracker.segmenter.model
+    first, _ = cvat_tracking._tracking_states.retrieve(states[0], TASK_ID, images[0].size)
+    model = next(iter(first.live._items.values())).tracker.segmenter.model
     polygon = np.zeros((270, 480), np.uint8)
     cv2.fillPoly(polygon, [np.reshape(POLYGON, (-1, 2)).astype(np.int32)], 1)
     direct = [Sam2Segmenter(model) for _ in shapes]
@@ -199,6 +200,50 @@ def test_evicted_sessions_restart_from_the_state(images) -> None:
     shape = function.track(None, pp[1], state)
     assert shape is None or shape.type == "polygon"
     assert function.tracker.reinits == 1 and state.state.step == 1 and len(function.tracker.store) == 0
+
+
+class _CountingSegmenter:
+    """A stand-in segmenter: each object's prompt box, filled, on every frame."""
+
+    def __init__(self) -> None:
+        self.masks: dict[int, np.ndarray] = {}
+
+    def step(self, image, prompts=()):
+        for p in prompts:
+            mask = np.zeros(image.shape[:2], bool)
+            if p.mask is not None:
+                mask = p.mask.copy()
+            else:
+                x1, y1, x2, y2 = (int(v) for v in p.box)
+                mask[y1:y2, x1:x2] = True
+            self.masks[p.object_id] = mask
+        return dict(self.masks)
+
+    def forget(self, object_id):
+        self.masks.pop(object_id, None)
+
+    def reset(self):
+        self.masks.clear()
+
+    def memory_stats(self):
+        from autotrack.vos.base import MemoryStats
+
+        return MemoryStats(1, 0, len(self.masks))
+
+
+def test_many_shapes_round_robin_keep_their_live_segmenters(agent_worker, images) -> None:
+    """The agent tracks shape by shape; more shapes than max_sessions (16) still never restart."""
+    function = agent_worker(FILES["sam2_tracker"], *SAM2)
+    built = []
+    function.tracker.factory = lambda: built.append(_CountingSegmenter()) or built[-1]
+    shapes = [cvataa.TrackableShape(type="rectangle", points=[10.0 + 20 * k, 20.0,
+                                                              25.0 + 20 * k, 60.0])
+              for k in range(20)]
+    states = cvat_tracking._worker_job_init_tracking(TASK_ID, images[0], shapes)
+    for image in (images[1], images[0]):
+        tracked = cvat_tracking._worker_job_track(TASK_ID, image, states)
+        assert [shape.points for shape in tracked] == [shape.points for shape in shapes]
+    assert function.tracker.reinits == 0 and len(built) == 20
 
 
 def test_xmem_tracks_through_the_agent(agent_worker, images) -> None:

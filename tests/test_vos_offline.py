@@ -310,3 +310,25 @@ def test_cli_annotates_with_a_checkpoint_file(capsys, tmp_path, three_frames, pr
     header, row = capsys.readouterr().out.splitlines()[1:3]
     scores = dict(zip(header.split(), row.split()))
     assert scores["J&F"] == scores["J"] == scores["F"] == "100.0"
+
+
+def test_prompts_are_checked_once_per_run(capsys, monkeypatch, tmp_path, three_frames,
+                                          prompt_file):
+    """One CLI run checks the prompt file once (before the model loads), with every check."""
+    import autotrack.cli
+    from autotrack.vos.prompts import PromptFile
+
+    checks = []
+    original = PromptFile.check
+    monkeypatch.setattr(PromptFile, "check",
+                        lambda self, **kw: checks.append(kw) or original(self, **kw))
+    monkeypatch.setattr(autotrack.cli, "_build_segmenter",
+                        lambda args, texts: _Scripted([{}] * 3))
+    status, err = _cli(capsys, "annotate", three_frames, "-o", tmp_path / "o.xml", "-q",
+                       "--segmenter", "sam2", "--prompts", prompt_file)
+    assert status == 0, err
+    assert checks == [{"width": 960, "height": 540, "frame_count": 3,
+                       "no_clicks_only": False}]
+    checks.clear()
+    segment_video(three_frames, _Scripted([{}] * 3), parse_prompts(PROMPTS, "p.json"))
+    assert len(checks) == 1

@@ -153,3 +153,21 @@ def test_missing_and_binary_files(tmp_path):
     binary.write_bytes(b"\xff\xfe\x00")
     with pytest.raises(InputError, match="not a UTF-8 text file"):
         load_prompts(binary)
+
+
+def test_on_frame_looks_entries_up_without_scanning_them():
+    """Entries are indexed by frame once: a frame's lookup never walks the whole file."""
+    pf = parse_prompts(GOOD, "p.json")
+    walks = []
+
+    class Watched(tuple):
+        def __iter__(self):
+            walks.append(1)
+            return super().__iter__()
+
+    indexed = prompts_module.PromptFile(pf.source, Watched(pf.entries))
+    walks.clear()
+    assert [e.object_id for e in indexed.on_frame(0)] == [1, 2, 4]
+    assert [e.object_id for e in indexed.on_frame(90)] == [1] and indexed.on_frame(5) == []
+    assert indexed.frames == [0, 12, 90] and not walks
+    assert indexed == pf  # the index takes no part in equality

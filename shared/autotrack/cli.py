@@ -175,7 +175,7 @@ def annotate_masks(args: argparse.Namespace) -> int:
     from autotrack.export.cvat_video import write_mask_tracks
     from autotrack.video import FrameSource
     from autotrack.vos.mask_tracks import DEFAULT_MASK_KEYFRAME_IOU
-    from autotrack.vos.offline import segment_video
+    from autotrack.vos.offline import check_video_prompts, segment_video
     from autotrack.vos.prompts import load_prompts
 
     if not args.segmenter:
@@ -198,17 +198,15 @@ def annotate_masks(args: argparse.Namespace) -> int:
         raise InputError(f"--segmenter {args.segmenter} needs --prompts FILE")
     prompts = load_prompts(args.prompts) if args.prompts else None
     source = FrameSource(args.source)
+    checked = None  # the prompts are checked once, here, before the model loads
     if prompts is not None:
-        info = source.info
-        prompts.check(width=info.width, height=info.height,
-                      frame_count=info.frame_count if source.path.is_dir() else None,
-                      no_clicks_only=args.segmenter == "xmem")
+        checked = check_video_prompts(source, prompts, no_clicks_only=args.segmenter == "xmem")
     min_iou = args.keyframe_iou if args.keyframe_iou is not None else DEFAULT_MASK_KEYFRAME_IOU
     segmenter = _build_segmenter(args, texts)
     with tqdm(total=source.info.frame_count, unit="frame", disable=args.quiet or None,
               desc=Path(args.source).name, file=sys.stderr) as bar:
         result = segment_video(source, segmenter, prompts, min_iou=min_iou,
-                               on_frame=lambda _: bar.update())
+                               on_frame=lambda _: bar.update(), checked_size=checked)
     write_mask_tracks(output, result.tracks, frame_count=result.frames_read,
                       width=result.width, height=result.height, polygons=args.polygons,
                       task_name=output.stem)

@@ -82,22 +82,23 @@ class MaskTracker:
     """Starts objects on a frame and follows them, using a live segmenter where one is left
     at the states' step and starting the objects again from their states where not.
 
-    Segmenters come from ``factory``; one freed by a stale session is reset and reused.
+    Segmenters come from ``factory`` (called under a lock, so concurrent requests never get
+    one segmenter, i.e. one memory, between them); a stale session's segmenter is dropped.
+    Live segmenters are kept in ``store``, or in the ``store`` a call names (the cvat-sdk
+    door gives each shape its own, kept in the agent's tracking state).
     """
 
-    def __init__(self, kind: str, factory: SegmenterFactory, store: SessionStore, *,
-                 spares: int = 1) -> None:
+    def __init__(self, kind: str, factory: SegmenterFactory, store: SessionStore) -> None:
         self.kind = kind
         self.factory = factory
         self.store = store
         self.reinits = 0  # groups started again from their states
-        self._spares: list[VideoSegmenter] = []
-        self._max_spares = spares
         self._lock = threading.Lock()
 
-    def start(self, image: np.ndarray,
-              prompts: Sequence[ShapePrompt]) -> list[tuple[np.ndarray, MaskTrackState]]:
+    def start(self, image: np.ndarray, prompts: Sequence[ShapePrompt], *,
+              store: SessionStore | None = None) -> list[tuple[np.ndarray, MaskTrackState]]:
         """Start every prompt as an object of one new session on ``image``."""
+        store = self.store if store is None else store
         session = SessionStore.new_id()
         segmenter = self._segmenter()
         objects = [self._object_prompt(k + 1, p.box, p.mask)
@@ -108,30 +109,29 @@ class MaskTracker:
             mask = _mask_of(masks, k + 1, image)
             out.append((mask, MaskTrackState.start(self.kind, image, prompt, mask,
                                                    session=session, object_id=k + 1)))
-        self._keep(session, segmenter, [state for _, state in out])
+        self._keep(store, session, segmenter, [state for _, state in out])
         return out
 
-    def follow(self, image: np.ndarray,
-               states: Sequence[MaskTrackState]) -> list[tuple[np.ndarray, MaskTrackState]]:
+    def follow(self, image: np.ndarray, states: Sequence[MaskTrackState], *,
+               store: SessionStore | None = None) -> list[tuple[np.ndarray, MaskTrackState]]:
         """Every state one frame on (``image``); the order of ``states`` is kept."""
+        store = self.store if store is None else store
         out: list[tuple[np.ndarray, MaskTrackState] | None] = [None] * len(states)
         groups: dict[str, list[int]] = {}
         for index, state in enumerate(states):
             groups.setdefault(state.session, []).append(index)
         for session, indices in groups.items():
             group = [states[i] for i in indices]
-            live = self.store.take(session)
+            live = store.take(session)
             if live is not None and _matches(live, group):
-                results = self._step_live(live.tracker, session, image, group)
-            else:
-                if live is not None:
-                    self._release(live.tracker.segmenter)
-                results = self._restart(image, group)
+                results = self._step_live(store, live.tracker, session, image, group)
+            else:  # a stale live segmenter (if any) is dropped with ``live``
+                results = self._restart(store, image, group)
             for index, result in zip(indices, results):
                 out[index] = result
         return out  # type: ignore[return-value]
 
-    def _step_live(self, live: LiveGroup, session: str, image: np.ndarray,
+    def _step_live(self, store: SessionStore, live: LiveGroup, session: str, image: np.ndarray,
                    group: list[MaskTrackState]) -> list[tuple[np.ndarray, MaskTrackState]]:
         wanted = {state.object_id for state in group}
         for object_id in set(live.objects) - wanted:  # no longer followed: free its memory
@@ -139,10 +139,10 @@ class MaskTracker:
         masks = live.segmenter.step(image)
         results = [(mask := _mask_of(masks, s.object_id, image),
                     s.advanced(mask, session=session)) for s in group]
-        self._keep(session, live.segmenter, [state for _, state in results])
+        self._keep(store, session, live.segmenter, [state for _, state in results])
         return results
 
-    def _restart(self, image: np.ndarray,
+    def _restart(self, store: SessionStore, image: np.ndarray,
                  group: list[MaskTrackState]) -> list[tuple[np.ndarray, MaskTrackState]]:
         """Objects started again on their stored start frame, then stepped to ``image``; one
         new session per start frame (a session's objects normally share one)."""
@@ -154,19 +154,14 @@ class MaskTracker:
             members = [group[k] for k in indices]
             session = SessionStore.new_id()
             segmenter = self._segmenter()
-            try:
-                prompts = [self._object_prompt(s.object_id, *s.restart_prompt())
-                           for s in members]
-                segmenter.step(members[0].prompt_frame(), prompts)
-            except StateError:
-                self._release(segmenter)
-                raise
+            prompts = [self._object_prompt(s.object_id, *s.restart_prompt()) for s in members]
+            segmenter.step(members[0].prompt_frame(), prompts)
             masks = segmenter.step(image)
             self.reinits += 1
             for k, state in zip(indices, members):
                 mask = _mask_of(masks, state.object_id, image)
                 results[k] = (mask, state.advanced(mask, session=session))
-            self._keep(session, segmenter, [results[k][1] for k in indices])
+            self._keep(store, session, segmenter, [results[k][1] for k in indices])
         return results
 
     @staticmethod
@@ -175,23 +170,16 @@ class MaskTracker:
             return ObjectPrompt(object_id, mask=mask)
         return ObjectPrompt(object_id, box=box)
 
-    def _keep(self, session: str, segmenter: VideoSegmenter,
+    @staticmethod
+    def _keep(store: SessionStore, session: str, segmenter: VideoSegmenter,
               states: Sequence[MaskTrackState]) -> None:
         live = LiveGroup(segmenter, {s.object_id: s.last_digest for s in states})
-        self.store.put(session, Session(tracker=live, step=states[0].step,
-                                        box=(0.0, 0.0, 0.0, 0.0), last_used=0.0))
+        store.put(session, Session(tracker=live, step=states[0].step,
+                                   box=(0.0, 0.0, 0.0, 0.0), last_used=0.0))
 
     def _segmenter(self) -> VideoSegmenter:
-        with self._lock:
-            if self._spares:
-                return self._spares.pop()
-        return self.factory()
-
-    def _release(self, segmenter: VideoSegmenter) -> None:
-        segmenter.reset()
-        with self._lock:
-            if len(self._spares) < self._max_spares:
-                self._spares.append(segmenter)
+        with self._lock:  # a factory is not thread-safe (see _FirstThenBuild)
+            return self.factory()
 
 
 def _matches(live: Session, group: list[MaskTrackState]) -> bool:
@@ -387,14 +375,17 @@ def segmenter_factory(kind: str, environ: Mapping[str, str] | None = None,
 
 
 class _FirstThenBuild:
-    """A factory that hands out one prebuilt segmenter first, then builds new ones."""
+    """A factory that hands out one prebuilt segmenter first, then builds new ones; safe to
+    call from several threads (the prebuilt one goes to exactly one caller)."""
 
     def __init__(self, first: VideoSegmenter, build: SegmenterFactory) -> None:
         self._first: VideoSegmenter | None = first
         self._build = build
+        self._lock = threading.Lock()
 
     def __call__(self) -> VideoSegmenter:
-        first, self._first = self._first, None
+        with self._lock:
+            first, self._first = self._first, None
         return first if first is not None else self._build()
 
 

@@ -17,15 +17,18 @@ parameters to the ``create_*`` functions here.
 The agent keeps each tracking state in its worker and hands shapes over one at a time, so
 each shape is its own session of :class:`~autotrack.cvat.lambda_mask_tracker.MaskTracker`
 (one segmenter step per shape and frame). The state object holds the in-band
-:class:`~autotrack.vos.mask_state.MaskTrackState`: a session evicted from the function's store
-(over ``max_sessions``, idle over ``session_ttl_s``) is started again from it, as in the
-Nuclio functions.
+:class:`~autotrack.vos.mask_state.MaskTrackState` and, in a one-entry store of its own, the
+shape's live segmenter: the agent calls ``track`` shape by shape, round-robin, so one store
+shared by all shapes and bounded below their count would drop every segmenter before its next
+use. A shape's segmenter lives as long as the agent keeps its state; ``max_sessions=0`` keeps
+none, and a segmenter idle over ``session_ttl_s`` is dropped on its next use: the shape is then
+started again from its in-band state, as in the Nuclio functions.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cvat_sdk.auto_annotation as cvataa
 import cvat_sdk.models as cvat_models
@@ -41,7 +44,7 @@ from autotrack.sot.session import DEFAULT_TTL_S, SessionStore
 from autotrack.vos.base import Interactor, ObjectPrompt
 from autotrack.vos.mask_state import SHAPE_TYPES, MaskTrackState, shape_points, shape_prompt
 
-DEFAULT_MAX_SESSIONS = 16  # one per tracked shape here: each holds one object's memory
+DEFAULT_MAX_SESSIONS = 16  # > 0: each shape keeps its live segmenter (see the docstring)
 
 
 class MaskInteractionFunction:
@@ -102,9 +105,12 @@ def interaction_prompt(prompts: cvataa.InteractionPrompts, height: int,
 
 @dataclass
 class MaskTracking:
-    """One tracked shape, kept by the cvat-cli agent between ``track`` calls."""
+    """One tracked shape, kept by the cvat-cli agent between ``track`` calls, with the store
+    that holds its live segmenter (``max_sessions`` 0: a store that keeps none)."""
 
     state: MaskTrackState
+    live: SessionStore = field(default_factory=lambda: SessionStore(max_sessions=0),
+                               repr=False, compare=False)
 
     @property
     def lost(self) -> bool:
@@ -114,9 +120,13 @@ class MaskTracking:
 class MaskTrackingFunction:
     """cvat-sdk ``TrackingFunction`` around a :class:`MaskTracker` (see the module docstring)."""
 
-    def __init__(self, tracker: MaskTracker) -> None:
+    def __init__(self, tracker: MaskTracker, *, max_sessions: int = DEFAULT_MAX_SESSIONS,
+                 session_ttl_s: float = DEFAULT_TTL_S) -> None:
         self.tracker = tracker
         self._spec = cvataa.TrackingFunctionSpec(supported_shape_types=SHAPE_TYPES)
+        self._keep = min(int(max_sessions), 1)  # a negative one fails in _shape_store
+        self._ttl_s = session_ttl_s
+        self._shape_store()  # bad values fail here, at start-up
 
     @property
     def kind(self) -> str:
@@ -137,12 +147,13 @@ class MaskTrackingFunction:
             prompt = shape_prompt(shape.type, list(shape.points), height, width)
         except ValueError as exc:
             raise InputError(str(exc)) from None
-        ((_, state),) = self.tracker.start(pp_image, [prompt])
-        return MaskTracking(state)
+        live = self._shape_store()
+        ((_, state),) = self.tracker.start(pp_image, [prompt], store=live)
+        return MaskTracking(state, live)
 
     def track(self, context: cvataa.TrackingFunctionShapeContext, pp_image: np.ndarray,
               state: MaskTracking) -> cvataa.TrackableShape | None:
-        ((mask, new),) = self.tracker.follow(pp_image, [state.state])
+        ((mask, new),) = self.tracker.follow(pp_image, [state.state], store=state.live)
         state.state = new
         if new.lost:
             return None
@@ -150,6 +161,13 @@ class MaskTrackingFunction:
         if points is None:  # a polygon of a mask too thin to outline
             return None
         return cvataa.TrackableShape(type=new.shape_type, points=[float(v) for v in points])
+
+    def _shape_store(self) -> SessionStore:
+        """One shape's store: its own live segmenter, or none with ``max_sessions=0``."""
+        try:
+            return SessionStore(ttl_s=float(self._ttl_s), max_sessions=self._keep)
+        except ValueError as exc:
+            raise AutotrackError(str(exc)) from None
 
 
 # --- what the files in functions/ call ------------------------------------------------------
@@ -170,13 +188,15 @@ def create_mask_tracker(kind: str, *, max_sessions: int = DEFAULT_MAX_SESSIONS,
                         session_ttl_s: float = DEFAULT_TTL_S, **options: object
                         ) -> MaskTrackingFunction:
     """A tracking function for ``kind`` ("sam2" or "xmem"); ``options`` go to
-    :func:`autotrack.cvat.lambda_mask_tracker.model_options` (empty ones: the environment)."""
-    try:
-        store = SessionStore(ttl_s=float(session_ttl_s), max_sessions=int(max_sessions))
-    except ValueError as exc:
-        raise AutotrackError(str(exc)) from None
+    :func:`autotrack.cvat.lambda_mask_tracker.model_options` (empty ones: the environment).
+    ``max_sessions`` > 0 keeps each shape's live segmenter in its tracking state, 0 none."""
+    if int(max_sessions) < 0 or not float(session_ttl_s) > 0:
+        raise AutotrackError("ttl_s must be > 0 and max_sessions >= 0")
     options = {k: v for k, v in options.items() if v not in ("", 0, None, False)}
-    return MaskTrackingFunction(MaskTracker(kind, segmenter_factory(kind, **options), store))
+    # the tracker's shared store stays empty here: each shape's state holds its own
+    tracker = MaskTracker(kind, segmenter_factory(kind, **options), SessionStore(max_sessions=0))
+    return MaskTrackingFunction(tracker, max_sessions=int(max_sessions),
+                                session_ttl_s=float(session_ttl_s))
 
 
 def create_sam2_tracker(*, checkpoint: str = "", config: str = "", image_size: int = 0,

@@ -172,22 +172,23 @@ def _mask_attrs(rle) -> dict[str, str]:
 
 def _mask_images(root: ET.Element, tracks, group_of: dict[int, int], frame_count: int,
                  width: int, height: int, source: str) -> None:
-    shown: dict[int, list] = {}
+    shown: dict[int, list[dict[str, str]]] = {}
     for track in tracks:
         for first, stop, keyframe in track.spans():
-            if keyframe.outside:
+            if keyframe.outside or first >= frame_count:
                 continue
+            # one attribute dict per keyframe, shared by every frame it covers
+            attrs = {"label": track.label, "source": source, "occluded": "0",
+                     **_mask_attrs(keyframe.rle), "z_order": "0",
+                     "group_id": str(group_of[track.object_id])}
             for frame in range(first, min(stop, frame_count)):
-                shown.setdefault(frame, []).append((track, keyframe))
+                shown.setdefault(frame, []).append(attrs)
     for frame in sorted(shown):
         image = ET.SubElement(root, "image", {
             "id": str(frame), "name": f"frame_{frame:06d}", "width": str(width),
             "height": str(height)})
-        for track, keyframe in shown[frame]:
-            ET.SubElement(image, "mask", {
-                "label": track.label, "source": source, "occluded": "0",
-                **_mask_attrs(keyframe.rle), "z_order": "0",
-                "group_id": str(group_of[track.object_id])})
+        for attrs in shown[frame]:
+            ET.SubElement(image, "mask", attrs)
 
 
 def _points_text(points) -> str:
