@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from autotrack.checkpoints import read_weights_only
 from autotrack.errors import AutotrackError, ModelNotFoundError
 from autotrack.models import sha256_of
 from autotrack.reid.base import CropEmbedder
@@ -115,12 +116,7 @@ class TorchReidEmbedder(CropEmbedder):
         path = Path(path).expanduser()
         if not path.is_file():
             raise ModelNotFoundError(f"Re-ID checkpoint {path} not found")
-        try:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - unpickling errors have many types
-            raise CheckpointError(
-                f"{path}: cannot read it as a weights-only torch checkpoint "
-                f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
+        checkpoint = read_weights_only(path, CheckpointError)
         state = _state_dict_of(checkpoint, path)
         try:
             model = osnet_from_state_dict(state)

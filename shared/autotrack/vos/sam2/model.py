@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from autotrack.checkpoints import read_weights_only
 from autotrack.errors import AutotrackError, ModelNotFoundError
 
 ENV_CHECKPOINT = "AUTOTRACK_SAM2_CHECKPOINT"
@@ -140,13 +141,7 @@ def _listing(keys: list[str]) -> str:
 
 def read_checkpoint(path: Path) -> Mapping[str, torch.Tensor]:
     """The state dict of an official ``{'model': state_dict}`` file, read weights-only."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - unpickling errors have many types
-        raise Sam2CheckpointError(
-            f"{path}: cannot read it as a weights-only torch checkpoint "
-            f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
-    return _state_dict_of(checkpoint, path)
+    return _state_dict_of(read_weights_only(path, Sam2CheckpointError), path)
 
 
 def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from autotrack.checkpoints import read_weights_only
 from autotrack.errors import AutotrackError, ModelNotFoundError
 from autotrack.models import downloads_allowed
 
@@ -214,14 +215,8 @@ def byte_level_bpe(folder: str | Path | None = None) -> Path:
 def load_sam3_weights(model: Any, checkpoint: str | Path) -> None:
     """Load the detector half of Meta's ``sam3.pt`` (keys ``detector.*``) into the image
     model: safely (``weights_only``), and refusing a file that leaves any weight unset."""
-    import torch
-
     path = Path(checkpoint)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ModelNotFoundError(f"cannot read SAM3 checkpoint {path}: "
-                                 f"{' '.join(str(exc).split())[:300]}") from None
+    state = read_weights_only(path, ModelNotFoundError)
     if isinstance(state, Mapping) and isinstance(state.get("model"), Mapping):
         state = state["model"]
     if not isinstance(state, Mapping):

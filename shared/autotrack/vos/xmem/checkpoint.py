@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from autotrack.checkpoints import read_weights_only
 from autotrack.errors import AutotrackError, ModelNotFoundError
 from autotrack.vos.xmem.network import XMem, XMemDims
 
@@ -59,11 +60,7 @@ def load_checkpoint(path: str | Path) -> XMem:
     if not path.is_file():
         raise ModelNotFoundError(f"XMem checkpoint {path} ({CHECKPOINT_ENV}) is not a file; "
                                  f"get XMem.pth from {RELEASE_URL}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # not a torch file, or one that needs pickle code to load
-        text = " ".join(str(exc).split())[:200]
-        raise AutotrackError(f"cannot read XMem checkpoint {path}: {text}") from None
+    state = read_weights_only(path)
     if not isinstance(state, Mapping) or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise AutotrackError(f"XMem checkpoint {path} is not a state dict of tensors")
