@@ -13,9 +13,9 @@ Parameters (`-p name=type:value`): checkpoint=str:PATH, preset=str:vitb_256_mae_
 device=str:cpu|cuda:0, min_score=float:0.2 (below it a shape is reported lost on that frame),
 max_sessions=int:128 and session_ttl_s=float:900 (live templates kept; an evicted one is rebuilt
 from the tracking state). Tracks rectangles only.
-The logic lives in autotrack.cvat.sdk_ostrack and autotrack.sot.ostrack_sot.
+The logic lives in autotrack.cvat.sdk.ostrack and autotrack.sot.ostrack_sot.
 """
 
-from autotrack.cvat.sdk_ostrack import create_ostrack as create
+from autotrack.cvat.sdk.ostrack import create_ostrack as create
 
 __all__ = ["create"]

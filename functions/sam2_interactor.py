@@ -12,9 +12,9 @@ Parameters (`-p name=type:value`): checkpoint=str:PATH, config=str:sam2.1_hiera_
 the checkpoint: sam2.1_hiera_t/s/b+/l), image_size=int:1024 (a multiple of 32; smaller is
 faster and coarser), device=str:cpu|cuda:0, random_init=bool:false (seeded random weights,
 tests only). Clicks and/or a box give one mask.
-The logic lives in autotrack.cvat.sdk_masks.
+The logic lives in autotrack.cvat.sdk.masks.
 """
 
-from autotrack.cvat.sdk_masks import create_sam2_interactor as create
+from autotrack.cvat.sdk.masks import create_sam2_interactor as create
 
 __all__ = ["create"]

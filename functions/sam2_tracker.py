@@ -14,9 +14,9 @@ session_ttl_s=float:900 (each shape keeps its own live segmenter while the agent
 state; one idle longer is started again from the tracking state), max_sessions=int:0 to keep
 none (every frame restarts from the state: least memory, least quality). Each shape comes back as its own type
 (a rectangle as its mask's box); a lost object is reported as not found on that frame.
-The logic lives in autotrack.cvat.sdk_masks.
+The logic lives in autotrack.cvat.sdk.masks.
 """
 
-from autotrack.cvat.sdk_masks import create_sam2_tracker as create
+from autotrack.cvat.sdk.masks import create_sam2_tracker as create
 
 __all__ = ["create"]

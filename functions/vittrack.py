@@ -7,9 +7,9 @@ Register it with CVAT, then serve CVAT's interactive tracking requests from this
 Parameters (`-p name=type:value`): min_score=float:0.2 (below it a shape is reported lost on
 that frame), max_sessions=int:128 and session_ttl_s=float:900 (live trackers kept; an evicted
 one is rebuilt from the tracking state). Tracks rectangles only.
-The logic lives in autotrack.cvat.sdk_tracking.
+The logic lives in autotrack.cvat.sdk.tracking.
 """
 
-from autotrack.cvat.sdk_tracking import create_vittrack as create
+from autotrack.cvat.sdk.tracking import create_vittrack as create
 
 __all__ = ["create"]

@@ -13,9 +13,9 @@ works at), device=str:cpu|cuda:0, random_init=bool:false (tests only),
 session_ttl_s=float:900 (each shape keeps its own live segmenter while the agent keeps its
 state; one idle longer restarts from the state), max_sessions=int:0 to keep none. A rectangle starts as a
 filled box mask and comes back as its mask's box; a lost object is reported as not found.
-The logic lives in autotrack.cvat.sdk_masks.
+The logic lives in autotrack.cvat.sdk.masks.
 """
 
-from autotrack.cvat.sdk_masks import create_xmem_tracker as create
+from autotrack.cvat.sdk.masks import create_xmem_tracker as create
 
 __all__ = ["create"]

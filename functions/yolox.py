@@ -4,9 +4,9 @@
 
 Parameters (`-p name=type:value`): model=str:yolox-nano (registry name or a YOLOX .onnx),
 device=str:cuda, min_score=float:0.01, conf=float:0.5, classes=str:person,car.
-The logic lives in autotrack.cvat.sdk_detection.
+The logic lives in autotrack.cvat.sdk.detection.
 """
 
-from autotrack.cvat.sdk_detection import create_yolox as create
+from autotrack.cvat.sdk.detection import create_yolox as create
 
 __all__ = ["create"]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from autotrack.cvat import deploy
+from autotrack.cvat.deploy import nuclio as deploy
 from conftest import REPO_ROOT
 
 SERVERLESS = REPO_ROOT / "serverless"

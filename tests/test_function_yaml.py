@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from autotrack.coco import COCO_CLASSES
-from autotrack.cvat import bake_model, label_spec
+from autotrack.cvat import label_spec
+from autotrack.cvat.deploy import bake as bake_model
 from autotrack.cvat.label_spec import (
     detector_shape_type,
     function_yaml_spec,
@@ -21,7 +22,7 @@ from autotrack.cvat.label_spec import (
     spec_problems,
     spec_yaml_block,
 )
-from autotrack.cvat.lambda_request import MAX_BODY_BYTES
+from autotrack.cvat.nuclio.request import MAX_BODY_BYTES
 from autotrack.detectors import load_detector
 from autotrack.models import REGISTRY
 from conftest import MODELS_DIR, REPO_ROOT
@@ -119,7 +120,7 @@ def test_config_has_what_cvat_and_nuctl_need(path: Path):
     runs = _directives(config)
     assert any("pip install" in run and "/opt/nuclio/*.whl" in run for run in runs)
     # the default model is fetched (and checked) at build time into AUTOTRACK_MODELS
-    assert f"AUTOTRACK_MODELS=/opt/nuclio/models python -m autotrack.cvat.bake_model {default}" \
+    assert f"AUTOTRACK_MODELS=/opt/nuclio/models python -m autotrack.cvat.deploy.bake {default}" \
         in runs
     post = [d["value"] for d in body["build"]["directives"]["postCopy"]]
     assert any("*.whl" in value for value in post)  # the wheel is there only after the copy

@@ -24,14 +24,14 @@ import numpy as np
 import pytest
 
 from autotrack.coco import COCO_CLASSES
-from autotrack.cvat import lambda_detector
-from autotrack.cvat.lambda_detector import (
+from autotrack.cvat.nuclio import detector as lambda_detector
+from autotrack.cvat.nuclio.detector import (
     DetectorFunction,
     FunctionSettings,
     cvat_function_mask,
     detections_to_cvat,
 )
-from autotrack.cvat.lambda_request import (
+from autotrack.cvat.nuclio.request import (
     MAX_BODY_BYTES,
     RequestError,
     RequestLimits,

@@ -407,7 +407,8 @@ def test_xmem_tracker_keeps_the_track_across_workers_and_refuses_sam2_states(cli
 
 
 def test_handlers_before_init_answer_503():
-    from autotrack.cvat import lambda_interactor, lambda_mask_tracker
+    from autotrack.cvat.nuclio import interactor as lambda_interactor
+    from autotrack.cvat.nuclio import mask_tracker as lambda_mask_tracker
 
     for module in (lambda_interactor, lambda_mask_tracker):
         status, body = module.handle(SimpleNamespace(user_data=SimpleNamespace()),
@@ -457,7 +458,8 @@ def test_concurrent_first_calls_never_share_a_segmenter():
     import threading
     import time
 
-    from autotrack.cvat.lambda_mask_tracker import MaskTracker, _FirstThenBuild
+    from autotrack.vos.factory import _FirstThenBuild
+    from autotrack.vos.sessions import MaskTracker
     from autotrack.sot.session import SessionStore
 
     class SlowFirst(_FirstThenBuild):  # reading the prebuilt one leaves time to switch threads

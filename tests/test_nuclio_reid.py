@@ -30,13 +30,14 @@ import pytest
 import yaml
 
 from autotrack.assignment import linear_assignment
-from autotrack.cvat import deploy, lambda_reid
-from autotrack.cvat.lambda_reid import (
+from autotrack.cvat.deploy import nuclio as deploy
+from autotrack.cvat.nuclio import reid as lambda_reid
+from autotrack.cvat.nuclio.reid import (
     ReidFunction,
     ReidSettings,
     parse_reid_request,
 )
-from autotrack.cvat.lambda_request import MAX_BODY_BYTES, RequestError
+from autotrack.cvat.nuclio.request import MAX_BODY_BYTES, RequestError
 from autotrack.detectors import load_detector
 from autotrack.geometry import iou_matrix
 from conftest import MODELS_DIR, REPO_ROOT
@@ -547,7 +548,7 @@ def test_config_has_what_cvat_and_nuctl_need(name):
 
     post = [d["value"] for d in body["build"]["directives"]["postCopy"] if d["kind"] == "RUN"]
     assert post[0] == "pip install --no-cache-dir /opt/nuclio/*.whl"
-    assert post[-1] == ("AUTOTRACK_MODELS=/opt/nuclio/models python -m autotrack.cvat.bake_model "
+    assert post[-1] == ("AUTOTRACK_MODELS=/opt/nuclio/models python -m autotrack.cvat.deploy.bake "
                         "person-reid-0248")
     if gpu:
         assert "pip uninstall -y onnxruntime" in post[1]
@@ -574,7 +575,7 @@ def test_main_py_has_handler_and_init_context():
 
 
 def test_bake_model_knows_the_default_model(capsys):
-    from autotrack.cvat import bake_model
+    from autotrack.cvat.deploy import bake as bake_model
 
     assert bake_model.main(["person-reid-0248"]) == 0
     assert "person-reidentification-retail-0248.onnx" in capsys.readouterr().out

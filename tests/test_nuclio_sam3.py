@@ -22,9 +22,9 @@ import yaml
 pytest.importorskip("torch")
 pytest.importorskip("sam3")
 
-from autotrack.cvat import lambda_sam3  # noqa: E402
+from autotrack.cvat.nuclio import sam3 as lambda_sam3  # noqa: E402
 from autotrack.cvat.label_spec import function_yaml_spec, label_spec, spec_json  # noqa: E402
-from autotrack.cvat.lambda_request import MAX_BODY_BYTES  # noqa: E402
+from autotrack.cvat.nuclio.request import MAX_BODY_BYTES  # noqa: E402
 from autotrack.errors import ModelNotFoundError  # noqa: E402
 from conftest import REPO_ROOT  # noqa: E402
 from helpers import load_main  # noqa: E402
@@ -177,7 +177,7 @@ def test_missing_checkpoint_fails_init_with_one_line(monkeypatch):
 def test_spec_that_does_not_name_the_prompts_is_a_warning(sam3_function):
     function = sam3_function[2]
     problem = lambda_sam3._spec_problem(CONFIGS[0], function)  # yaml: the default labels
-    assert problem and "AUTOTRACK_SAM3_LABELS" in problem and "lambda_sam3" in problem
+    assert problem and "AUTOTRACK_SAM3_LABELS" in problem and "autotrack.cvat.nuclio.sam3" in problem
     default = SimpleNamespace(class_names=lambda_sam3.DEFAULT_LABELS, shape_type="mask")
     assert lambda_sam3._spec_problem(CONFIGS[0], default) is None
 

@@ -279,7 +279,7 @@ def test_hmac_key_refuses_states_from_another_key(clip, monkeypatch):
 def test_handler_before_init_answers_503():
     from types import SimpleNamespace
 
-    from autotrack.cvat import lambda_tracker
+    from autotrack.cvat.nuclio import tracker as lambda_tracker
 
     status, body = lambda_tracker.handle(SimpleNamespace(user_data=SimpleNamespace()),
                                          SimpleNamespace(body={}))

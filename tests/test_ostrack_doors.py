@@ -164,7 +164,7 @@ def test_cvat_sdk_function_loads_with_cvat_cli_and_tracks_3_frames(monkeypatch, 
     from cvat_cli._internal import agent_driver as cvat_agent_driver
     from cvat_cli._internal import agent_driver_tracking as cvat_tracking
 
-    from autotrack.cvat.sdk_tracking import SotTrackingFunction, TrackingState
+    from autotrack.cvat.sdk.tracking import SotTrackingFunction, TrackingState
     from test_sdk_tracking import _loader
 
     function_file = REPO_ROOT / "functions" / "ostrack.py"

@@ -31,7 +31,7 @@ from cvat_sdk import models  # noqa: E402
 from cvat_sdk.masks import decode_mask  # noqa: E402
 
 from autotrack.coco import COCO_CLASSES  # noqa: E402
-from autotrack.cvat.sdk_detection import DEFAULT_CONF, DetectorFunction  # noqa: E402
+from autotrack.cvat.sdk.detection import DEFAULT_CONF, DetectorFunction  # noqa: E402
 from autotrack.errors import AutotrackError, InputError  # noqa: E402
 from conftest import REPO_ROOT  # noqa: E402
 

@@ -33,7 +33,7 @@ from cvat_cli._internal import common as cvat_cli_common  # noqa: E402
 from cvat_cli._internal.commands_all import COMMANDS  # noqa: E402
 from cvat_sdk.masks import decode_mask  # noqa: E402
 
-from autotrack.cvat.sdk_masks import (  # noqa: E402
+from autotrack.cvat.sdk.masks import (  # noqa: E402
     MaskInteractionFunction,
     MaskTracking,
     MaskTrackingFunction,

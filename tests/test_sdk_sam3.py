@@ -22,7 +22,7 @@ pytest.importorskip("cvat_cli")
 import cvat_sdk.auto_annotation as cvataa  # noqa: E402
 from cvat_sdk.masks import decode_mask  # noqa: E402
 
-from autotrack.cvat.sdk_detection import pil_to_bgr  # noqa: E402
+from autotrack.cvat.sdk.detection import pil_to_bgr  # noqa: E402
 from autotrack.errors import AutotrackError, InputError, ModelNotFoundError  # noqa: E402
 from conftest import REPO_ROOT  # noqa: E402
 from test_sdk_functions import (  # noqa: E402

@@ -29,7 +29,7 @@ from cvat_cli._internal import agent_driver_tracking as cvat_tracking  # noqa: E
 from cvat_cli._internal import common as cvat_cli_common  # noqa: E402
 from cvat_cli._internal.commands_all import COMMANDS  # noqa: E402
 
-from autotrack.cvat.sdk_tracking import (  # noqa: E402
+from autotrack.cvat.sdk.tracking import (  # noqa: E402
     DEFAULT_MIN_SCORE,
     SotTrackingFunction,
     TrackingState,

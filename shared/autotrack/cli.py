@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     from autotrack.evaluate.cli import add_eval_parser
 
     add_eval_parser(commands)
+    from autotrack.cvat.task.commands import add_task_parser
+
+    add_task_parser(commands)
     return parser
 
 
@@ -93,16 +96,14 @@ def annotate(args: argparse.Namespace) -> int:
 
     from autotrack.detectors import class_filter, load_detector
     from autotrack.export import write_tracks
-    from autotrack.keyframes import keyframe_stats
+    from autotrack.keyframes import DEFAULT_KEYFRAME_IOU, keyframe_stats
     from autotrack.pipeline import track_video
     from autotrack.tracking_options import TrackingOptions
     from autotrack.video import FrameSource
 
     fmt = _output_format(args)
-    if args.keyframe_iou is None:
-        from autotrack.keyframes import DEFAULT_KEYFRAME_IOU
-
-        args.keyframe_iou = DEFAULT_KEYFRAME_IOU
+    # --keyframe-iou defaults differ for boxes and masks, so the parser leaves it None
+    min_iou = args.keyframe_iou if args.keyframe_iou is not None else DEFAULT_KEYFRAME_IOU
     options = TrackingOptions.from_args(args)
     output = Path(args.output)
     if not output.parent.exists():
@@ -119,21 +120,25 @@ def annotate(args: argparse.Namespace) -> int:
                              refine=options.refine_config(source.info.fps))
     if result.frames_read == 0:
         raise InputError(f"{args.source}: no frames could be decoded")
+    shortfall = source.shortfall(result.frames_read)
+    if shortfall:
+        print(shortfall, file=sys.stderr)
     started = time.perf_counter()
     info = result.video
     write_tracks(output, fmt, result.tracks, result.class_names, frame_count=result.frames_read,
-                 width=info.width, height=info.height, min_iou=args.keyframe_iou)
+                 width=info.width, height=info.height, min_iou=min_iou)
     result.times.output = time.perf_counter() - started
-    stats = keyframe_stats(result.tracks, min_iou=args.keyframe_iou,
-                           last_frame=result.frames_read - 1)
+    stats = keyframe_stats(result.tracks, min_iou=min_iou, last_frame=result.frames_read - 1)
     if result.refinement is not None:
         refined = result.refinement
         filled = sum(int(mask.sum()) for mask in refined.interpolated.values())
         print(f"refine: {len(refined.links)} of {len(refined.decisions)} candidate links joined, "
               f"{filled} frames filled", file=sys.stderr)
     fps = result.times.fps(result.frames_read)
+    covered = (f" (frames 0-{result.frames_read - 1} of the {source.declared_frames} the "
+               "header announces)" if shortfall else "")
     print(f"wrote {output} ({fmt}): {len(result.tracks)} tracks over {result.frames_read} "
-          f"frames; {stats}", file=sys.stderr)
+          f"frames{covered}; {stats}", file=sys.stderr)
     print("frames/s by stage: " + ", ".join(f"{k} {v:.0f}" for k, v in fps.items()),
           file=sys.stderr)
     return 0
@@ -207,12 +212,17 @@ def annotate_masks(args: argparse.Namespace) -> int:
               desc=Path(args.source).name, file=sys.stderr) as bar:
         result = segment_video(source, segmenter, prompts, min_iou=min_iou,
                                on_frame=lambda _: bar.update(), checked_size=checked)
+    shortfall = source.shortfall(result.frames_read)
+    if shortfall:
+        print(shortfall, file=sys.stderr)
     write_mask_tracks(output, result.tracks, frame_count=result.frames_read,
                       width=result.width, height=result.height, polygons=args.polygons,
                       task_name=output.stem)
     shape = "polygon tracks" if args.polygons else "per-frame masks"
+    covered = (f" (frames 0-{result.frames_read - 1} of the {source.declared_frames} the "
+               "header announces)" if shortfall else "")
     print(f"wrote {output} ({shape}): {len(result.tracks)} objects over {result.frames_read} "
-          f"frames; {result.keyframes}", file=sys.stderr)
+          f"frames{covered}; {result.keyframes}", file=sys.stderr)
     print(f"{args.segmenter}: {result.seconds_per_frame:.2f} s/frame; at most "
           f"{result.peak_memory.frames_kept} frames kept", file=sys.stderr)
     return 0
@@ -228,6 +238,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from autotrack.evaluate.cli import run_eval
 
             return run_eval(args)
+        if args.command == "task":
+            from autotrack.cvat.task.commands import run_task
+
+            return run_task(args, sys.stdout, sys.stderr)
         parser.error(f"unknown command {args.command}")
     except AutotrackError as exc:
         print(f"autotrack: error: {exc}", file=sys.stderr)

@@ -212,11 +212,11 @@ def decode_state_jpeg(data: bytes, max_side: int, what: str) -> np.ndarray:
     header cannot make the decoder allocate gigabytes."""
     import cv2
 
-    from autotrack.cvat.lambda_request import RequestError, read_image_header
+    from autotrack.image_header import ImageHeaderError, read_image_header
 
     try:
         header = read_image_header(bytes(data), field=what)
-    except RequestError as exc:
+    except ImageHeaderError as exc:
         raise StateError(str(exc)) from None
     if header.format != "jpeg" or max(header.width, header.height) > max_side:
         raise StateError(f"{what} must be a JPEG of at most {max_side}x{max_side} pixels, got "

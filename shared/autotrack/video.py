@@ -24,7 +24,13 @@ class VideoInfo:
 
 
 class FrameSource:
-    """Iterates (index, HxWx3 uint8 BGR frame); a video or a sorted folder of images."""
+    """Iterates (index, HxWx3 uint8 BGR frame); a video or a sorted folder of images.
+
+    ``info.frame_count`` of a video is what its container announces; a truncated or damaged
+    file decodes fewer frames than that, and iteration simply stops at the first frame that
+    cannot be decoded. ``declared_frames`` keeps the announced count (None where the container
+    gives none) so that a caller can tell the user with :meth:`shortfall`.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -39,6 +45,7 @@ class FrameSource:
                 raise InputError(f"{self.path}: folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
             first = self._read_image(self._images[0])
             self.info = VideoInfo(len(self._images), first.shape[1], first.shape[0], DEFAULT_FPS)
+            self.declared_frames: int | None = len(self._images)
         else:
             self._images = None
             capture = cv2.VideoCapture(str(self.path))
@@ -52,6 +59,18 @@ class FrameSource:
                 capture.release()
             fps = fps if np.isfinite(fps) and 0 < fps < 1000 else DEFAULT_FPS
             self.info = VideoInfo(max(count, 1), first.shape[1], first.shape[0], fps)
+            self.declared_frames = count if count > 0 else None
+
+    def shortfall(self, frames_read: int) -> str | None:
+        """A warning line when a whole pass read fewer frames than the header announced
+        (a truncated or damaged video: OpenCV stops at the first frame it cannot decode);
+        None when the source was read in full or announces no count."""
+        declared = self.declared_frames
+        if declared is None or frames_read >= declared:
+            return None
+        covered = f"frames 0-{frames_read - 1}" if frames_read else "no frames"
+        return (f"warning: {self.path.name}: the header says {declared} frames but only "
+                f"{frames_read} could be decoded; the output covers {covered}")
 
     @staticmethod
     def _read_image(path: Path) -> np.ndarray:

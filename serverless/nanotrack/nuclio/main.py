@@ -1,20 +1,20 @@
 """Nuclio handler: NanoTrack v2 (OpenCV, Apache-2.0) as a CVAT single-object tracker.
 
 Request checks, the session store and CVAT's tracker request/response format live in
-autotrack.cvat.lambda_tracker (tested in tests/test_nuclio_tracker.py). The ONNX weights are
+autotrack.cvat.nuclio.tracker (tested in tests/test_nuclio_tracker.py). The ONNX weights are
 baked into the image at build time (function.yaml).
 """
 
 import cv2
 
-from autotrack.cvat import lambda_tracker
+from autotrack.cvat.nuclio import tracker
 
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
 def init_context(context):
-    lambda_tracker.init_context(context, "nanotrack")
+    tracker.init_context(context, "nanotrack")
 
 
 def handler(context, event):
-    return lambda_tracker.handle(context, event)
+    return tracker.handle(context, event)

@@ -2,17 +2,17 @@
 single-object tracker.
 
 Request checks, the session store and CVAT's tracker request/response format live in
-autotrack.cvat.lambda_tracker, the model in autotrack.sot.ostrack_sot (tested in
+autotrack.cvat.nuclio.tracker, the model in autotrack.sot.ostrack_sot (tested in
 tests/test_ostrack_doors.py). The checkpoint is not downloaded: AUTOTRACK_OSTRACK_CHECKPOINT
 must name a mounted or baked-in OSTrack_ep0300.pth.tar (see function.yaml).
 """
 
-from autotrack.cvat import lambda_tracker
+from autotrack.cvat.nuclio import tracker
 
 
 def init_context(context):
-    lambda_tracker.init_context(context, "ostrack")
+    tracker.init_context(context, "ostrack")
 
 
 def handler(context, event):
-    return lambda_tracker.handle(context, event)
+    return tracker.handle(context, event)

@@ -1,6 +1,6 @@
 """Nuclio handler: any ultralytics model (YOLOv8-v12, RT-DETR, -seg masks) for CVAT's AI tools.
 
-Request checks, inference and CVAT's response format live in autotrack.cvat.lambda_detector
+Request checks, inference and CVAT's response format live in autotrack.cvat.nuclio.detector
 (tested in tests/test_nuclio.py). AUTOTRACK_ULTRALYTICS_MODEL names the model (default
 yolo11n.pt, baked into the image at build time); a model with other classes needs the label
 spec in function.yaml regenerated: python -m autotrack.cvat.label_spec MODEL --format yaml.
@@ -8,15 +8,15 @@ spec in function.yaml regenerated: python -m autotrack.cvat.label_spec MODEL --f
 
 from pathlib import Path
 
-from autotrack.cvat import lambda_detector
+from autotrack.cvat.nuclio import detector
 
-MODEL = lambda_detector.DetectorFromEnv("AUTOTRACK_ULTRALYTICS_MODEL", "yolo11n.pt")
+MODEL = detector.DetectorFromEnv("AUTOTRACK_ULTRALYTICS_MODEL", "yolo11n.pt")
 
 
 def init_context(context):
-    lambda_detector.init_context(context, MODEL,
+    detector.init_context(context, MODEL,
                                  function_yaml=Path(__file__).with_name("function.yaml"))
 
 
 def handler(context, event):
-    return lambda_detector.handle(context, event)
+    return detector.handle(context, event)

@@ -13,11 +13,11 @@ simplifies it for the "convert masks to polygons" switch). ``score`` is the mode
 quality estimate. An empty mask is a single 0 at ``[0, 0, 0, 0]`` with no points: the UI
 draws nothing.
 
-Errors are answered as by every function here (:mod:`autotrack.cvat.lambda_base`): 400 with
+Errors are answered as by every function here (:mod:`autotrack.cvat.nuclio.base`): 400 with
 ``{"error", "status", "field"}``, 413 for too much, 500 for a model failure, 503 before
 :func:`init_context`. Settings: ``AUTOTRACK_INTERACTOR_MAX_POINTS`` (clicks per request,
 default 64), the image limits of every function, and the model's variables
-(:func:`autotrack.cvat.lambda_mask_tracker.model_options`).
+(:func:`autotrack.vos.factory.model_options`).
 """
 
 from __future__ import annotations
@@ -29,17 +29,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from autotrack.cvat.lambda_base import LambdaFunction, handle_loaded, install_function
-from autotrack.cvat.lambda_mask_tracker import model_options
-from autotrack.cvat.lambda_request import (
+from autotrack.cvat.nuclio.base import LambdaFunction, handle_loaded, install_function
+from autotrack.cvat.nuclio.request import (
     RequestError,
     RequestLimits,
     decode_base64_image,
     parse_json_object,
 )
-from autotrack.cvat.lambda_request import env_number
 from autotrack.masks import mask_box, mask_to_polygon
+from autotrack.settings import env_number
 from autotrack.vos.base import Interactor, InteractorResult, ObjectPrompt
+from autotrack.vos.factory import interactor_factory
 
 DEFAULT_MAX_POINTS = 64
 INTERACTOR_FIELDS = ("image", "pos_points", "neg_points", "obj_bbox")
@@ -179,19 +179,6 @@ def _box(value: object) -> tuple[float, float, float, float] | None:
     return box
 
 
-def interactor_factory(environ: Mapping[str, str] | None = None,
-                       **options: object) -> Callable[[], Interactor]:
-    """SAM2's interactor from the environment (:func:`model_options`), ``options`` first."""
-    settings = model_options("sam2", os.environ if environ is None else environ, **options)
-
-    def build() -> Interactor:
-        from autotrack.vos.sam2 import build_sam2_interactor
-
-        return build_sam2_interactor(**settings)
-
-    return build
-
-
 def init_context(context: object, factory: Callable[[], Interactor] | None = None,
                  settings: InteractorSettings | None = None) -> InteractorFunction:
     """Load the interactor once per worker and keep it in ``context.user_data``."""
@@ -208,4 +195,4 @@ def handle(context: object, event: object) -> object:
 
 
 __all__ = ["InteractorFunction", "InteractorSettings", "handle", "init_context",
-           "interactor_factory", "interactor_response"]
+           "interactor_response"]

@@ -2,7 +2,7 @@
 
 Tracks go up with ``PATCH .../annotations?action=create`` in batches; after each batch the
 ids the server gave them, with a fingerprint of what it stored, go into the manifest (see
-:mod:`autotrack.cvat.backup`), so even an upload cut short leaves a manifest that knows every
+:mod:`autotrack.cvat.task.backup`), so even an upload cut short leaves a manifest that knows every
 track it created.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from autotrack.cvat.annotations import (
+from autotrack.cvat.task.annotations import (
     CREATE,
     DELETE,
     as_track_request,
@@ -21,9 +21,9 @@ from autotrack.cvat.annotations import (
     patch_annotations,
     track_fingerprint,
 )
-from autotrack.cvat.backup import Manifest, utc_now
-from autotrack.cvat.connection import Server
-from autotrack.cvat.task_frames import Target
+from autotrack.cvat.task.backup import Manifest, utc_now
+from autotrack.cvat.task.connection import Server
+from autotrack.cvat.task.frames import Target
 
 # Keyframes per PATCH request: a few hundred kB of JSON, well inside a web server's body limit.
 MAX_SHAPES_PER_REQUEST = 2000

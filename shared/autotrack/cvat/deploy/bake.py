@@ -1,5 +1,5 @@
 """Put a function's model into its image at build time:
-``python -m autotrack.cvat.bake_model NAME``.
+``python -m autotrack.cvat.deploy.bake NAME``.
 
 The build directives in serverless/*/nuclio/function*.yaml run it with
 ``AUTOTRACK_MODELS=/opt/nuclio/models``, and the function then runs with AUTOTRACK_OFFLINE=1.
@@ -41,7 +41,7 @@ def bake(name: str) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     names = list(sys.argv[1:] if argv is None else argv)
     if not names or any(n in ("-h", "--help") for n in names):
-        print("usage: python -m autotrack.cvat.bake_model NAME [NAME ...]\n\n"
+        print("usage: python -m autotrack.cvat.deploy.bake NAME [NAME ...]\n\n"
               "Fetch and verify model files into the first AUTOTRACK_MODELS folder.")
         return 0 if names else 2
     for name in names:

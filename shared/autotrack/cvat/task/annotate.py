@@ -5,29 +5,28 @@ This job streams a task's (or job's) frames through cvat-sdk, runs a detector an
 thins each track to the keyframes CVAT's interpolation needs, and adds them to the task as
 ``LabeledTrack`` s. Before it writes anything it saves the task's annotations to a backup
 file; ``restore BACKUP`` puts them back exactly. ``--replace`` first removes the tracks an
-earlier run of this tool created, and only those (see :mod:`autotrack.cvat.backup`).
+earlier run of this tool created, and only those (see :mod:`autotrack.cvat.task.backup`).
 
-Command line: ``tools/annotate_task.py`` (``main`` here). Errors a user can fix print one line
-and exit with status 2.
+Command line: ``autotrack task annotate`` (:mod:`autotrack.cvat.task.commands`). Errors a user
+can fix print one line and exit with status 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
 import numpy as np
 
-from autotrack.errors import AutotrackError, InputError
+from autotrack.errors import InputError
 from autotrack.tracking_options import (
-    TrackingOptions, add_tracking_arguments, bounded_float, fraction,
+    TrackingOptions,
+    add_tracking_arguments,
+    bounded_float,
+    fraction,
 )
-
-PROG = "annotate_task.py"
 
 
 def _frame_number(text: str) -> int:
@@ -40,40 +39,22 @@ def _frame_number(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from autotrack.cvat.backup import DEFAULT_BACKUP_DIR
+def add_annotate_arguments(parser: argparse.ArgumentParser) -> None:
+    """``autotrack task annotate``'s own options (the server options come from
+    :func:`autotrack.cvat.task.commands.add_server_arguments`)."""
     from autotrack.detectors import DEFAULT_DETECTOR
     from autotrack.keyframes import DEFAULT_KEYFRAME_IOU
 
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        usage=(f"{PROG} --server-host URL [--auth USER[:PASSWORD] | --token TOKEN] TASK_ID "
-               "[options]\n"
-               f"       {PROG} --server-host URL [--auth ...] --job JOB_ID [options]\n"
-               f"       {PROG} [--server-host URL] [--auth ...] restore BACKUP"),
-        description="Detect and track objects in a CVAT video task and upload them as tracks "
-                    "with few keyframes. The task's annotations are backed up before any "
-                    "write; 'restore BACKUP' puts a backup back exactly.")
-    parser.add_argument("target", nargs="*", metavar="TASK_ID | restore BACKUP",
-                        help="the task to annotate, or 'restore' and a backup file")
-    server = parser.add_argument_group("server")
-    server.add_argument("--server-host", metavar="URL",
-                        help="CVAT URL, e.g. https://app.cvat.ai or http://localhost:8080")
-    server.add_argument("--auth", metavar="USER[:PASSWORD]",
-                        help="user and password (or $CVAT_USER and $CVAT_PASSWORD; a user "
-                             "alone takes $CVAT_PASSWORD or asks)")
-    server.add_argument("--token", help="personal access token (or $CVAT_ACCESS_TOKEN)")
-    server.add_argument("--org", metavar="SLUG", help="organization context for requests")
-    server.add_argument("--insecure", action="store_true",
-                        help="do not verify the server's TLS certificate")
-    server.add_argument("--backup-dir", default=DEFAULT_BACKUP_DIR, metavar="DIR",
-                        help="where backups and the list of created tracks go "
-                             f"(default ./{DEFAULT_BACKUP_DIR})")
+    parser.add_argument("task_id", nargs="?", type=_task_id, metavar="TASK_ID",
+                        help="the task to annotate (or --job JOB_ID)")
     job = parser.add_argument_group("what to annotate")
     job.add_argument("--job", type=int, metavar="JOB_ID",
                      help="annotate one job (its frames only) instead of a whole task")
     job.add_argument("--start", type=_frame_number, help="first task frame to process")
     job.add_argument("--stop", type=_frame_number, help="last task frame to process (inclusive)")
+    job.add_argument("--include-completed", action="store_true",
+                     help="also write into jobs people finished (state completed or stage "
+                          "acceptance), which are skipped by default")
     job.add_argument("--image-sequence", action="store_true",
                      help="accept an image task (mode 'annotation'); say so only when its "
                           "images are consecutive frames of one video")
@@ -99,11 +80,16 @@ def build_parser() -> argparse.ArgumentParser:
                             "--track-buffer (default 30)")
     model.add_argument("--device", help="detector device, e.g. cpu, cuda:0")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    return parser
 
 
-_ANNOTATE_ONLY = ("job", "start", "stop", "image_sequence", "dry_run", "replace", "classes",
-                  "label_map", "device")
+def _task_id(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"TASK_ID must be a number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"TASK_ID must be positive, got {value}")
+    return value
 
 
 class _CountingDetector:
@@ -146,30 +132,25 @@ def _label_report(tracks_json: list[dict[str, Any]], tracked_frames: dict[int, i
 def run_annotate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Annotate the TASK_ID of the command line, or the job of ``--job``."""
     if args.job is not None:
-        if args.target:
+        if args.task_id is not None:
             raise InputError("give either TASK_ID or --job JOB_ID, not both")
         return _annotate(args, out, err, task_id=None, job_id=args.job)
-    if len(args.target) != 1:
-        raise InputError("expected one TASK_ID (or --job JOB_ID, or 'restore BACKUP'), got "
-                         f"{' '.join(args.target) or 'none'}")
-    try:
-        task_id = int(args.target[0])
-    except ValueError:
-        raise InputError(f"TASK_ID must be a number, got {args.target[0]!r}") from None
-    return _annotate(args, out, err, task_id=task_id, job_id=None)
+    if args.task_id is None:
+        raise InputError("expected a TASK_ID (or --job JOB_ID)")
+    return _annotate(args, out, err, task_id=args.task_id, job_id=None)
 
 
 @dataclass
 class _Job:
     """Everything one annotation run needs, gathered before the detector starts."""
 
-    server: Any  # autotrack.cvat.connection.Server
-    target: Any  # autotrack.cvat.task_frames.Target
+    server: Any  # autotrack.cvat.task.connection.Server
+    target: Any  # autotrack.cvat.task.frames.Target
     frames: list[int]
-    plan: Any  # autotrack.cvat.labels.LabelPlan
+    plan: Any  # autotrack.cvat.task.labels.LabelPlan
     detector: Any
     attribute_defaults: dict[int, str]
-    manifest: Any  # autotrack.cvat.backup.Manifest
+    manifest: Any  # autotrack.cvat.task.backup.Manifest
     user: str | None
 
     @property
@@ -179,8 +160,6 @@ class _Job:
 
 def _check_options(args: argparse.Namespace) -> None:
     """Option errors, found before anything touches the network."""
-    if not args.server_host:
-        raise InputError("--server-host URL is required")
     TrackingOptions.from_args(args)  # checks --conf, --low-conf, --track-buffer, --smooth
     if args.start is not None and args.stop is not None and args.start > args.stop:
         raise InputError(f"--start {args.start} is after --stop {args.stop}")
@@ -188,12 +167,10 @@ def _check_options(args: argparse.Namespace) -> None:
 
 def _annotate(args: argparse.Namespace, out: TextIO, err: TextIO, *, task_id: int | None,
               job_id: int | None) -> int:
-    from autotrack.cvat.connection import connect, credentials_from
+    from autotrack.cvat.task.commands import open_server
 
     _check_options(args)
-    credentials = credentials_from(args.auth, args.token)
-    server = connect(args.server_host, credentials, organization=args.org,
-                     verify_ssl=not args.insecure)
+    server, credentials = open_server(args)
     try:
         job = _prepare(server, args, task_id, job_id, credentials.user)
         print(f"{job.target}: frames {job.span[0]}-{job.span[1]} ({len(job.frames)} to "
@@ -209,14 +186,14 @@ def _annotate(args: argparse.Namespace, out: TextIO, err: TextIO, *, task_id: in
 def _prepare(server: Any, args: argparse.Namespace, task_id: int | None, job_id: int | None,
              user: str | None) -> _Job:
     """Read and check the target, pick its frames, map labels, load the detector."""
-    from autotrack.cvat.backup import Manifest
-    from autotrack.cvat.labels import plan_labels
-    from autotrack.cvat.task_frames import (
+    from autotrack.cvat.task.backup import Manifest
+    from autotrack.cvat.task.frames import (
         check_trackable,
         load_labels,
         load_target,
         select_frames,
     )
+    from autotrack.cvat.task.labels import plan_labels
     from autotrack.detectors import load_detector
 
     target = load_target(server, task_id=task_id, job_id=job_id)
@@ -237,7 +214,7 @@ def _detect_and_track(job: _Job, args: argparse.Namespace, out: TextIO,
     """Stream the frames through detector and ByteTrack; print and return the thinned tracks."""
     from tqdm import tqdm
 
-    from autotrack.cvat.task_frames import TaskFrames
+    from autotrack.cvat.task.frames import TaskFrames
     from autotrack.export.cvat_json import tracks_to_cvat_json
     from autotrack.pipeline import track_video
 
@@ -285,8 +262,8 @@ def _detect_and_track(job: _Job, args: argparse.Namespace, out: TextIO,
 
 
 def _dry_run(job: _Job, args: argparse.Namespace, out: TextIO) -> int:
-    from autotrack.cvat.annotations import get_annotations
-    from autotrack.cvat.upload import find_own_tracks
+    from autotrack.cvat.task.annotations import get_annotations
+    from autotrack.cvat.task.upload import find_own_tracks
 
     if args.replace:
         before = get_annotations(job.server, job.target.kind, job.target.id)
@@ -301,9 +278,9 @@ def _dry_run(job: _Job, args: argparse.Namespace, out: TextIO) -> int:
 def _write(job: _Job, tracks_json: list[dict[str, Any]], args: argparse.Namespace,
            out: TextIO, err: TextIO) -> int:
     """Back up, create the tracks, remove the replaced ones, read back and check."""
-    from autotrack.cvat.annotations import get_annotations
-    from autotrack.cvat.backup import restore_command, save_backup
-    from autotrack.cvat.upload import (
+    from autotrack.cvat.task.annotations import get_annotations
+    from autotrack.cvat.task.backup import restore_command, save_backup
+    from autotrack.cvat.task.upload import (
         create_tracks,
         delete_tracks,
         find_own_tracks,
@@ -357,58 +334,3 @@ def _kept(own: Any) -> str:
         kept.append(f"{len(own.crossing)} reaching past these frames (kept; a run over their "
                     "frames replaces them)")
     return f"; {', '.join(kept)}" if kept else ""
-
-
-def run_restore(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from autotrack.cvat.backup import load_backup, restore, restore_command
-    from autotrack.cvat.connection import connect, credentials_from, normalize_url
-
-    if len(args.target) != 2:
-        raise InputError("usage: restore BACKUP (one backup file)")
-    used = [f"--{name.replace('_', '-')}" for name in _ANNOTATE_ONLY
-            if getattr(args, name) not in (None, False)]
-    if used:
-        raise InputError(f"restore takes no {', '.join(used)}")
-    backup = load_backup(args.target[1])
-    url = normalize_url(args.server_host) if args.server_host else backup.server
-    if url != normalize_url(backup.server):
-        raise InputError(f"{backup.path} was saved from {backup.server}, not {url}; restore it "
-                         "there (leave out --server-host)")
-    credentials = credentials_from(args.auth, args.token)
-    server = connect(url, credentials, organization=args.org, verify_ssl=not args.insecure)
-    try:
-        result = restore(server, backup, args.backup_dir)
-    finally:
-        server.close()
-    print(f"saved the annotations being replaced to {result.safety_backup} (undo with: "
-          f"{restore_command(url, result.safety_backup, credentials.user)})", file=out)
-    where = f"{backup.kind} {backup.id}"
-    if result.exact:
-        print(f"restored {where} from {backup.path} ({backup.saved_at}): {result.summary}; "
-              "it reads back identical to the backup", file=out)
-        return 0
-    if result.same_content:
-        print(f"restored {where} from {backup.path}: {result.summary}; identical to the backup "
-              "except that the server gave the objects new ids", file=out)
-        return 0
-    print(f"warning: restored {where}, but it reads back different from {backup.path} "
-          f"({result.summary})", file=err)
-    return 1
-
-
-def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None,
-         err: TextIO | None = None) -> int:
-    out = sys.stdout if out is None else out
-    err = sys.stderr if err is None else err
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        if args.target[:1] == ["restore"]:
-            return run_restore(args, out, err)
-        return run_annotate(args, out, err)
-    except AutotrackError as exc:
-        print(f"{PROG}: error: {exc}", file=err)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=err)
-        return 130

@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from autotrack.cvat.connection import DATA_TIMEOUT, CvatRequestError, Server
+from autotrack.cvat.task.connection import DATA_TIMEOUT, CvatRequestError, Server
 
 KINDS = ("task", "job")
 ANNOTATION_LISTS = ("tags", "shapes", "tracks", "intervals")

@@ -177,7 +177,7 @@ def deploy_command(
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m autotrack.cvat.deploy",
+        prog="python -m autotrack.cvat.deploy.nuclio",
         description="Build and deploy cvat-autotrack's Nuclio functions (serverless/*/nuclio) "
                     "to a local Nuclio with nuctl, for CVAT's AI tools.",
         epilog="Examples: serverless/deploy_cpu.sh --dry-run; serverless/deploy_gpu.sh "

@@ -24,14 +24,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from autotrack.cvat.annotations import canonical, counts, get_annotations, put_annotations
-from autotrack.cvat.connection import Server, host_label
+from autotrack.cvat.task.annotations import (
+    canonical,
+    counts,
+    get_annotations,
+    put_annotations,
+)
+from autotrack.cvat.task.connection import Server, host_label
 from autotrack.errors import InputError
 
 BACKUP_FORMAT = "autotrack-cvat-annotations-backup"
 MANIFEST_FORMAT = "autotrack-cvat-created-tracks"
 FORMAT_VERSION = 1
-DEFAULT_BACKUP_DIR = "autotrack-backups"
 _MAX_NAME_TRIES = 1000
 
 
@@ -139,7 +143,7 @@ def restore_command(server_url: str, path: Path, user: str | None = None) -> str
     """The command line that restores ``path`` (the password comes from the environment or a
     prompt, a token from ``$CVAT_ACCESS_TOKEN``)."""
     auth = f" --auth {user}" if user else ""
-    return f"python tools/annotate_task.py --server-host {server_url}{auth} restore {path}"
+    return f"autotrack task restore {path} --server-host {server_url}{auth}"
 
 
 @dataclass(frozen=True)
@@ -212,7 +216,6 @@ class Manifest:
 
 
 __all__ = [
-    "DEFAULT_BACKUP_DIR",
     "Backup",
     "Manifest",
     "RestoreResult",

@@ -21,7 +21,6 @@ import binascii
 import json
 import math
 import os
-import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -29,6 +28,7 @@ import cv2
 import numpy as np
 
 from autotrack.errors import InputError
+from autotrack.image_header import ImageHeader, ImageHeaderError, read_image_header
 
 MAX_BODY_BYTES = 32 * 1024 * 1024  # the HTTP trigger's maxRequestBodySize in function.yaml
 MAX_IMAGE_BYTES = 24 * 1024 * 1024  # decoded; its base64 (4/3 larger) fits in MAX_BODY_BYTES
@@ -40,10 +40,6 @@ _ENV_LIMITS = {
     "max_image_bytes": "AUTOTRACK_MAX_IMAGE_BYTES",
     "max_image_pixels": "AUTOTRACK_MAX_IMAGE_PIXELS",
 }
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# JPEG start-of-frame markers carry the size; C4 (DHT), C8 (reserved) and CC (DAC) do not.
-_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
-_JPEG_NO_LENGTH = frozenset({0x01, *range(0xD0, 0xD8)})  # TEM and RST0..7 stand alone
 
 
 class RequestError(InputError):
@@ -96,19 +92,6 @@ class RequestLimits:
             if values[name] <= 0:
                 raise ValueError(f"{variable} must be a positive integer, got {text!r}")
         return cls(**values)
-
-
-@dataclass(frozen=True)
-class ImageHeader:
-    """Format and size read from an encoded image's first bytes, before any pixel is decoded."""
-
-    format: str  # "png", "jpeg", "bmp" or "webp"
-    width: int
-    height: int
-
-    @property
-    def pixels(self) -> int:
-        return self.width * self.height
 
 
 @dataclass(frozen=True)
@@ -207,7 +190,10 @@ def decode_image(
 ) -> tuple[np.ndarray, ImageHeader]:
     """Encoded image bytes to a BGR frame; the header's pixel count is checked first."""
     limits = limits or RequestLimits()
-    header = read_image_header(data, field=field)
+    try:
+        header = read_image_header(data, field=field)
+    except ImageHeaderError as exc:
+        raise RequestError(str(exc), field=exc.field) from None
     if header.pixels > limits.max_image_pixels:
         raise RequestError(
             f"'{field}' is {header.width}x{header.height} = {header.pixels} pixels, over the "
@@ -234,31 +220,6 @@ def decode_image(
     return frame, header
 
 
-def read_image_header(data: bytes, *, field: str = "image") -> ImageHeader:
-    """Format and size from the first bytes of a PNG, JPEG, BMP or WebP file."""
-    if data.startswith(_PNG_SIGNATURE):
-        header = _png_header(data, field)
-    elif data.startswith(b"\xff\xd8"):
-        header = _jpeg_header(data, field)
-    elif data.startswith(b"BM"):
-        header = _bmp_header(data, field)
-    elif data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        header = _webp_header(data, field)
-    else:
-        raise RequestError(
-            f"'{field}' is not a supported image: expected JPEG, PNG, BMP or WebP data, "
-            f"got bytes starting {data[:8].hex(' ')}",
-            field=field,
-        )
-    if header.width <= 0 or header.height <= 0:
-        raise RequestError(
-            f"'{field}' is an empty {header.format.upper()} image "
-            f"({header.width}x{header.height})",
-            field=field,
-        )
-    return header
-
-
 def parse_threshold(value: object, *, field: str = "threshold") -> float | None:
     """A confidence threshold in [0, 1]; None when absent. Booleans and strings are refused."""
     if value is None:
@@ -281,92 +242,6 @@ def _optional_bool(value: object, name: str) -> bool:
     if not isinstance(value, bool):
         raise RequestError(f"'{name}' must be true or false, got {_json_kind(value)}", field=name)
     return value
-
-
-def _png_header(data: bytes, field: str) -> ImageHeader:
-    if len(data) < 24:
-        raise _truncated("PNG", field)
-    if data[12:16] != b"IHDR":
-        raise RequestError(f"'{field}' is a corrupt PNG: its first chunk is not IHDR", field=field)
-    width, height = struct.unpack(">II", data[16:24])
-    return ImageHeader("png", width, height)
-
-
-def _jpeg_header(data: bytes, field: str) -> ImageHeader:
-    """Walk the marker segments up to the first start-of-frame, which holds the size."""
-    pos, end = 2, len(data)
-    while True:
-        if pos >= end:
-            raise _truncated("JPEG", field)
-        if data[pos] != 0xFF:
-            raise RequestError(
-                f"'{field}' is a corrupt JPEG: no marker at byte {pos}", field=field
-            )
-        while pos < end and data[pos] == 0xFF:  # fill bytes may pad any marker
-            pos += 1
-        if pos >= end:
-            raise _truncated("JPEG", field)
-        marker = data[pos]
-        pos += 1
-        if marker in _JPEG_NO_LENGTH:
-            continue
-        if marker in (0xD9, 0xDA):  # end of image, or scan data, before any frame header
-            raise RequestError(
-                f"'{field}' is a corrupt JPEG: image data starts before its frame header",
-                field=field,
-            )
-        if pos + 2 > end:
-            raise _truncated("JPEG", field)
-        length = (data[pos] << 8) | data[pos + 1]
-        if length < 2:
-            raise RequestError(
-                f"'{field}' is a corrupt JPEG: segment length {length}", field=field
-            )
-        if marker in _JPEG_SOF:
-            if pos + 7 > end:
-                raise _truncated("JPEG", field)
-            height, width = struct.unpack(">HH", data[pos + 3:pos + 7])
-            return ImageHeader("jpeg", width, height)
-        pos += length
-
-
-def _bmp_header(data: bytes, field: str) -> ImageHeader:
-    if len(data) < 26:
-        raise _truncated("BMP", field)
-    dib_size = struct.unpack("<I", data[14:18])[0]
-    if dib_size == 12:  # OS/2 BITMAPCOREHEADER: unsigned 16-bit sizes
-        width, height = struct.unpack("<HH", data[18:22])
-    elif dib_size >= 40:  # BITMAPINFOHEADER and later: negative height means top-down rows
-        width, height = struct.unpack("<ii", data[18:26])
-        height = abs(height)
-    else:
-        raise RequestError(f"'{field}' is a corrupt BMP: header size {dib_size}", field=field)
-    return ImageHeader("bmp", width, height)
-
-
-def _webp_header(data: bytes, field: str) -> ImageHeader:
-    if len(data) < 30:
-        raise _truncated("WebP", field)
-    chunk = data[12:16]
-    if chunk == b"VP8 ":  # lossy: key frame start code, then 14-bit sizes
-        if data[23:26] != b"\x9d\x01\x2a":
-            raise RequestError(f"'{field}' is a corrupt WebP (VP8) image", field=field)
-        width, height = (v & 0x3FFF for v in struct.unpack("<HH", data[26:30]))
-    elif chunk == b"VP8L":  # lossless: signature byte, then 14-bit sizes minus one
-        if data[20] != 0x2F:
-            raise RequestError(f"'{field}' is a corrupt WebP (VP8L) image", field=field)
-        bits = struct.unpack("<I", data[21:25])[0]
-        width, height = (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
-    elif chunk == b"VP8X":  # extended: 24-bit canvas sizes minus one
-        width = int.from_bytes(data[24:27], "little") + 1
-        height = int.from_bytes(data[27:30], "little") + 1
-    else:
-        raise RequestError(f"'{field}' is a WebP file of unknown kind {chunk!r}", field=field)
-    return ImageHeader("webp", width, height)
-
-
-def _truncated(kind: str, field: str) -> RequestError:
-    return RequestError(f"'{field}' is a truncated {kind}: its header is incomplete", field=field)
 
 
 def _image_too_large(size: int, limits: RequestLimits, field: str) -> RequestError:
@@ -397,21 +272,3 @@ def _json_kind(value: object) -> str:
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
-
-
-def env_number(environ: Mapping[str, str], name: str, default: float, low: float,
-               high: float | None = None, *, integer: bool = False) -> float:
-    """A number setting from the environment: ``default`` when unset, ValueError with the
-    variable's name when it is not a number in ``[low, high]``."""
-    text = environ.get(name, "").strip()
-    if not text:
-        return default
-    bounds = f"between {low:g} and {high:g}" if high is not None else f"of {low:g} or more"
-    kind = "an integer" if integer else "a number"
-    try:
-        value = int(text) if integer else float(text)
-    except ValueError:
-        raise ValueError(f"{name} must be {kind} {bounds}, got {text!r}") from None
-    if not (math.isfinite(value) and value >= low and (high is None or value <= high)):
-        raise ValueError(f"{name} must be {kind} {bounds}, got {text!r}")
-    return value

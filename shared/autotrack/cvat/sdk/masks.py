@@ -15,7 +15,7 @@ parameters to the ``create_*`` functions here.
   the outline of its largest part, or the mask, and None on a frame where the object is lost.
 
 The agent keeps each tracking state in its worker and hands shapes over one at a time, so
-each shape is its own session of :class:`~autotrack.cvat.lambda_mask_tracker.MaskTracker`
+each shape is its own session of :class:`~autotrack.vos.sessions.MaskTracker`
 (one segmenter step per shape and frame). The state object holds the in-band
 :class:`~autotrack.vos.mask_state.MaskTrackState` and, in a one-entry store of its own, the
 shape's live segmenter: the agent calls ``track`` shape by shape, round-robin, so one store
@@ -35,14 +35,19 @@ import cvat_sdk.models as cvat_models
 import numpy as np
 import PIL.Image
 
-from autotrack.cvat.lambda_interactor import interactor_factory
-from autotrack.cvat.lambda_mask_tracker import MaskTracker, segmenter_factory
-from autotrack.cvat.sdk_detection import pil_to_bgr
+from autotrack.cvat.sdk.detection import pil_to_bgr
 from autotrack.errors import AutotrackError, InputError
 from autotrack.masks import encode_cvat_mask
 from autotrack.sot.session import DEFAULT_TTL_S, SessionStore
 from autotrack.vos.base import Interactor, ObjectPrompt
-from autotrack.vos.mask_state import SHAPE_TYPES, MaskTrackState, shape_points, shape_prompt
+from autotrack.vos.factory import interactor_factory, segmenter_factory
+from autotrack.vos.mask_state import (
+    SHAPE_TYPES,
+    MaskTrackState,
+    shape_points,
+    shape_prompt,
+)
+from autotrack.vos.sessions import MaskTracker
 
 DEFAULT_MAX_SESSIONS = 16  # > 0: each shape keeps its live segmenter (see the docstring)
 
@@ -188,7 +193,7 @@ def create_mask_tracker(kind: str, *, max_sessions: int = DEFAULT_MAX_SESSIONS,
                         session_ttl_s: float = DEFAULT_TTL_S, **options: object
                         ) -> MaskTrackingFunction:
     """A tracking function for ``kind`` ("sam2" or "xmem"); ``options`` go to
-    :func:`autotrack.cvat.lambda_mask_tracker.model_options` (empty ones: the environment).
+    :func:`autotrack.vos.factory.model_options` (empty ones: the environment).
     ``max_sessions`` > 0 keeps each shape's live segmenter in its tracking state, 0 none."""
     if int(max_sessions) < 0 or not float(session_ttl_s) > 0:
         raise AutotrackError("ttl_s must be > 0 and max_sessions >= 0")

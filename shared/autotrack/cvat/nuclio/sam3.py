@@ -11,7 +11,7 @@ a short list that matches your tasks is faster. A caller that knows the task may
 mapped prompts; a name the function does not have is refused with 400.
 
 Everything else (request checks, limits, answers, CVAT's mask format) is
-:mod:`autotrack.cvat.lambda_detector`'s. Settings beyond its ``AUTOTRACK_*`` ones:
+:mod:`autotrack.cvat.nuclio.detector`'s. Settings beyond its ``AUTOTRACK_*`` ones:
 
 ================================  ==============================================================
 ``AUTOTRACK_SAM3_CHECKPOINT``     Meta's ``sam3.pt`` (mounted or baked in; see function.yaml)
@@ -21,7 +21,7 @@ Everything else (request checks, limits, answers, CVAT's mask format) is
 ``AUTOTRACK_SAM3_IMAGE_SIZE``     input side, default the config's (1008)
 ================================  ==============================================================
 
-``python -m autotrack.cvat.lambda_sam3 "car,person"`` prints the spec block for function.yaml.
+``python -m autotrack.cvat.nuclio.sam3 "car,person"`` prints the spec block for function.yaml.
 """
 
 from __future__ import annotations
@@ -39,9 +39,13 @@ from autotrack.cvat.label_spec import (
     spec_problems,
     spec_yaml_block,
 )
-from autotrack.cvat.lambda_base import ModelFromEnv, handle_loaded, log, one_line
-from autotrack.cvat.lambda_detector import DetectorFunction, FunctionSettings, detections_to_cvat
-from autotrack.cvat.lambda_request import (
+from autotrack.cvat.nuclio.base import ModelFromEnv, handle_loaded, log, one_line
+from autotrack.cvat.nuclio.detector import (
+    DetectorFunction,
+    FunctionSettings,
+    detections_to_cvat,
+)
+from autotrack.cvat.nuclio.request import (
     DetectorRequest,
     RequestError,
     parse_detector_request,
@@ -207,14 +211,14 @@ def _spec_problem(path: str | Path, function: Sam3Function) -> str | None:
     return (f"the label spec in {Path(path).name} does not name the prompts in {LABELS_ENV}, "
             f"so CVAT will offer labels SAM3 never returns or drop shapes: "
             f"{'; '.join(problems)}. Print the right spec with `python -m "
-            f"autotrack.cvat.lambda_sam3 \"{','.join(function.class_names)}\"` and redeploy")
+            f"autotrack.cvat.nuclio.sam3 \"{','.join(function.class_names)}\"` and redeploy")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Print the ``spec`` block of function.yaml for these prompts."""
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 1 or args[0] in ("-h", "--help"):
-        print('usage: python -m autotrack.cvat.lambda_sam3 "label one,label two,..."',
+        print('usage: python -m autotrack.cvat.nuclio.sam3 "label one,label two,..."',
               file=sys.stderr)
         return 2
     from autotrack.vos.sam3.detector import prompt_texts

@@ -30,6 +30,7 @@ DATA_TIMEOUT = (15.0, 600.0)
 TOKEN_ENV = "CVAT_ACCESS_TOKEN"  # the variable cvat-sdk and cvat-cli read
 USER_ENV = "CVAT_USER"
 PASSWORD_ENV = "CVAT_PASSWORD"
+CLI_PASSWORD_ENV = "PASS"  # the variable cvat-cli reads for --auth USER
 
 
 class CvatError(AutotrackError):
@@ -78,12 +79,14 @@ def credentials_from(
     """Credentials from ``--auth USER[:PASSWORD]``, ``--token``, or the environment.
 
     Order: ``--auth``, ``--token``, ``$CVAT_ACCESS_TOKEN``, ``$CVAT_USER``/``$CVAT_PASSWORD``.
-    A user without a password takes ``$CVAT_PASSWORD``, else a prompt when stdin is a
-    terminal, else it is an error (a script must never hang on a hidden prompt).
+    A user without a password takes ``$PASS`` (as cvat-cli does) or ``$CVAT_PASSWORD``, else a
+    prompt when stdin is a terminal, else it is an error (a script must never hang on a
+    hidden prompt). ``token`` comes from code only; the command line has no token option
+    (a token on a command line lands in shell history), as in cvat-cli.
     """
     env = os.environ if environ is None else environ
     if auth is not None and token is not None:
-        raise CvatAuthError("pass either --auth or --token, not both")
+        raise CvatAuthError("give either a user and password or a token, not both")
     if auth is None and token is None:
         token = env.get(TOKEN_ENV) or None
         if token is None and env.get(USER_ENV):
@@ -94,19 +97,19 @@ def credentials_from(
         return Credentials(token=token.strip())
     if auth is None:
         raise CvatAuthError(
-            f"no credentials: pass --auth USER[:PASSWORD] or --token, or set {TOKEN_ENV} or "
-            f"{USER_ENV} and {PASSWORD_ENV}")
+            f"no credentials: pass --auth USER[:PASS], or set {TOKEN_ENV} (a personal access "
+            f"token) or {USER_ENV} and {PASSWORD_ENV}")
     user, sep, password = auth.partition(":")
     if not user:
         raise CvatAuthError("--auth needs a user name: --auth USER[:PASSWORD]")
     if not sep:
-        password = env.get(PASSWORD_ENV, "")
+        password = env.get(CLI_PASSWORD_ENV, "") or env.get(PASSWORD_ENV, "")
         if not password:
             if prompt is None and sys.stdin is not None and sys.stdin.isatty():
                 prompt = getpass.getpass
             if prompt is None:
                 raise CvatAuthError(
-                    f"no password for {user!r}: pass --auth {user}:PASSWORD or set {PASSWORD_ENV}")
+                    f"no password for {user!r}: pass --auth {user}:PASS or set {CLI_PASSWORD_ENV}")
             password = prompt(f"CVAT password for {user}: ")
     return Credentials(user=user, password=password)
 

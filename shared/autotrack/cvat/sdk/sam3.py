@@ -4,7 +4,7 @@
 declares one ``mask`` label per name (cvat-cli maps them to the task's labels by name, so use
 the task's own label names) and returns, on every frame, a mask for each instance SAM3 finds
 of each name, or polygons with ``--conv-mask-to-poly``. The shapes, thresholds and CVAT's mask
-encoding are :class:`autotrack.cvat.sdk_detection.DetectorFunction`'s: SAM3 here is one more
+encoding are :class:`autotrack.cvat.sdk.detection.DetectorFunction`'s: SAM3 here is one more
 segmentation detector, whose classes happen to be free text.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from autotrack.cvat.sdk_detection import DEFAULT_CONF, DetectorFunction
+from autotrack.cvat.sdk.detection import DEFAULT_CONF, DetectorFunction
 from autotrack.errors import AutotrackError
 
 DEFAULT_MIN_SCORE = 0.3  # SAM3 computes a full-size mask for every query above it

@@ -12,11 +12,11 @@ import os
 import sys
 import time
 import traceback
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from autotrack.cvat.lambda_request import RequestError
+from autotrack.cvat.nuclio.request import RequestError
 from autotrack.errors import InputError
 
 USER_DATA_KEY = "autotrack"

@@ -18,7 +18,7 @@ Each state here is an :class:`autotrack.sot.SotState` text (digest- or HMAC-chec
 16 KiB). The live cv2 tracker stays in this worker's session store; another worker, or this one
 after a restart, re-initialises from the state's template and last box.
 
-Problems are answered like the detector functions do (:mod:`autotrack.cvat.lambda_request`):
+Problems are answered like the detector functions do (:mod:`autotrack.cvat.nuclio.request`):
 400 with ``{"error", "status", "field"}`` for malformed input or edited, foreign or unknown
 states, 413 for what is too large, 500 for a model failure, 503 before :func:`init_context`.
 
@@ -38,18 +38,27 @@ from typing import TypeVar
 
 import numpy as np
 
-from autotrack.cvat.lambda_base import (
-    LambdaFunction, handle_loaded, install_function, one_line,
+from autotrack.cvat.nuclio.base import (
+    LambdaFunction,
+    handle_loaded,
+    install_function,
+    one_line,
 )
-from autotrack.cvat.lambda_request import (
+from autotrack.cvat.nuclio.request import (
     RequestError,
     RequestLimits,
     decode_base64_image,
-    env_number,
     parse_json_object,
 )
 from autotrack.errors import StateError
-from autotrack.sot import MAX_SOT_STATE_BYTES, SessionStore, SotState, check_box, load_sot
+from autotrack.settings import env_number
+from autotrack.sot import (
+    MAX_SOT_STATE_BYTES,
+    SessionStore,
+    SotState,
+    check_box,
+    load_sot,
+)
 from autotrack.sot.base import SingleObjectTracker
 from autotrack.sot.session import DEFAULT_MAX_SESSIONS, DEFAULT_TTL_S
 

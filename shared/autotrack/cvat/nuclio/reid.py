@@ -27,7 +27,7 @@ defaults, threshold 0.5 and max_distance 50):
   greedy one: among pairs costing at most ``threshold``, it maximises the total margin under the
   threshold; every other box gets -1. A zero-size box matches nothing.
 
-Requests are checked as detector requests are (:mod:`autotrack.cvat.lambda_request`: body and
+Requests are checked as detector requests are (:mod:`autotrack.cvat.nuclio.request`: body and
 image size limits, base64, image headers before decoding), plus the boxes: each must be a
 rectangle of four finite numbers with x2 >= x1 and y2 >= y1 that overlaps its image; at most
 ``AUTOTRACK_REID_MAX_BOXES`` per image. Every problem is answered 400 (413 for the limits)
@@ -59,22 +59,26 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from autotrack.assignment import linear_assignment
-from autotrack.cvat.lambda_base import (
-    LambdaFunction, ModelFromEnv, handle_loaded, log, one_line,
+from autotrack.cvat.nuclio.base import (
+    LambdaFunction,
+    ModelFromEnv,
+    handle_loaded,
+    log,
+    one_line,
 )
-from autotrack.cvat.lambda_detector import (
+from autotrack.cvat.nuclio.detector import (
     _preload_onnxruntime_cuda,
     _runs_on_onnxruntime,
     _wants_gpu,
 )
-from autotrack.cvat.lambda_request import (
+from autotrack.cvat.nuclio.request import (
     RequestError,
     RequestLimits,
     _json_kind,
     decode_base64_image,
-    env_number,
     parse_json_object,
 )
+from autotrack.settings import env_number
 
 DEFAULT_REID_MODEL = "person-reid-0248"
 DEFAULT_THRESHOLD = 0.5  # what CVAT's person-reidentification function uses

@@ -21,8 +21,13 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from autotrack.cvat.connection import DATA_TIMEOUT, CvatRequestError, CvatTaskError, Server
-from autotrack.cvat.labels import TaskLabel
+from autotrack.cvat.task.connection import (
+    DATA_TIMEOUT,
+    CvatRequestError,
+    CvatTaskError,
+    Server,
+)
+from autotrack.cvat.task.labels import TaskLabel
 from autotrack.errors import InputError
 from autotrack.video import VideoInfo
 

@@ -32,9 +32,16 @@ import cvat_sdk.auto_annotation as cvataa
 import numpy as np
 import PIL.Image
 
-from autotrack.cvat.sdk_detection import pil_to_bgr
+from autotrack.cvat.sdk.detection import pil_to_bgr
 from autotrack.errors import AutotrackError, InputError
-from autotrack.sot import SOT_KINDS, OpenCVTracker, SessionStore, SotState, check_box, load_sot
+from autotrack.sot import (
+    SOT_KINDS,
+    OpenCVTracker,
+    SessionStore,
+    SotState,
+    check_box,
+    load_sot,
+)
 from autotrack.sot.session import DEFAULT_MAX_SESSIONS, DEFAULT_TTL_S
 
 # Below this score the shape is reported lost. OpenCV's own TrackerVit_Params

@@ -2,7 +2,7 @@
 lines calling :func:`init_context` and :func:`handle`.
 
 What CVAT sends and parses (cvat/apps/lambda_manager/views.py): the request is
-``{"image": base64, "threshold": number}`` (see :mod:`autotrack.cvat.lambda_request`); the
+``{"image": base64, "threshold": number}`` (see :mod:`autotrack.cvat.nuclio.request`); the
 response is a JSON list of shapes ``{"confidence": str, "label": name, "points": [...],
 "type": ...}``. Boxes are ``"rectangle"`` with ``[x1, y1, x2, y2]``. Instance masks are
 ``"mask"`` shapes whose ``"mask"`` is the bitmap cut to the mask's box, row by row as 0/1,
@@ -46,10 +46,14 @@ from autotrack.cvat.label_spec import (
     label_spec,
     spec_problems,
 )
-from autotrack.cvat.lambda_base import (
-    LambdaFunction, ModelFromEnv, handle_loaded, log, one_line,
+from autotrack.cvat.nuclio.base import (
+    LambdaFunction,
+    ModelFromEnv,
+    handle_loaded,
+    log,
+    one_line,
 )
-from autotrack.cvat.lambda_request import (
+from autotrack.cvat.nuclio.request import (
     DetectorRequest,
     RequestLimits,
     parse_detector_request,

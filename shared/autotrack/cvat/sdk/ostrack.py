@@ -1,6 +1,6 @@
 """OSTrack as a cvat-sdk auto-annotation *tracking* function (``functions/ostrack.py``).
 
-The tracking function is :class:`autotrack.cvat.sdk_tracking.SotTrackingFunction` (spec,
+The tracking function is :class:`autotrack.cvat.sdk.tracking.SotTrackingFunction` (spec,
 preprocessing, states kept in the cvat-cli agent's worker, ``min_score`` as "lost") around
 :class:`autotrack.sot.ostrack_sot.OSTrackSot` instead of an OpenCV tracker; an evicted session
 is rebuilt from the in-band template as there.
@@ -8,7 +8,7 @@ is rebuilt from the in-band template as there.
 
 from __future__ import annotations
 
-from autotrack.cvat.sdk_tracking import DEFAULT_MIN_SCORE, SotTrackingFunction
+from autotrack.cvat.sdk.tracking import DEFAULT_MIN_SCORE, SotTrackingFunction
 from autotrack.errors import AutotrackError
 from autotrack.sot import SessionStore, load_sot
 from autotrack.sot.session import DEFAULT_MAX_SESSIONS, DEFAULT_TTL_S

@@ -1,0 +1,236 @@
+"""Nuclio handler core for a CVAT ``type: tracker`` function that follows objects as masks
+(SAM2, XMem), and the session logic it shares with the cvat-sdk door.
+
+What CVAT sends (``LambdaFunction.invoke`` in cvat/apps/lambda_manager/views.py) is what the
+SOT trackers get (:mod:`autotrack.cvat.nuclio.tracker`): ``{"image", "shapes", "states"}``,
+shapes to start, states to continue, one entry per object, states handed back as the JSON
+value this function returned (CVAT signs them, 8 hours). CVAT's UI tracks rectangles only and
+sends each as its bare ``[x1, y1, x2, y2]``; scripts may send CVAT shape objects
+``{"type": "rectangle" | "polygon" | "mask", "points": [...]}`` (a mask's points are CVAT's
+RLE: run lengths over its box, then the box's inclusive corners).
+
+The answer is ``{"shapes": [...], "states": [...], "types": [...]}``, one of each per object.
+Each shape comes back as the type it was given, as bare ``points``: a rectangle as the box of
+the object's mask (the UI draws it; a lost object keeps its last box), a polygon as the
+outline of the mask's largest part, a mask as CVAT's RLE; a lost polygon or mask is ``null``.
+``AUTOTRACK_VOS_OUTPUT=mask`` or ``polygon`` (or ``"conv_mask_to_poly": true`` in a request)
+returns every object as masks or polygons instead; ``types`` says which each one is.
+
+All objects started in one request share one segmenter (one image encoding per frame for all
+of them) kept in this worker's :class:`~autotrack.sot.SessionStore`; each state
+(:class:`~autotrack.vos.mask_state.MaskTrackState`) carries the start frame and mask, so
+another worker, or this one after the session expired, starts the object again from it.
+
+Problems are answered as by every function here: 400 with ``{"error", "status", "field"}``,
+413 for what is too large, 500 for a model failure, 503 before :func:`init_context`.
+Settings (``spec.env``): ``AUTOTRACK_VOS_SESSION_TTL`` (seconds, default 900),
+``AUTOTRACK_VOS_MAX_SESSIONS`` (live segmenters per worker, default 4: each holds a model's
+memory of past frames), ``AUTOTRACK_VOS_MAX_SHAPES`` (objects per request, default 32),
+``AUTOTRACK_VOS_OUTPUT``, ``AUTOTRACK_STATE_KEY`` and the image limits of every function.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from autotrack.cvat.nuclio.base import LambdaFunction, handle_loaded, install_function
+from autotrack.cvat.nuclio.request import (
+    RequestError,
+    RequestLimits,
+    decode_base64_image,
+    parse_json_object,
+)
+from autotrack.cvat.nuclio.tracker import request_state, shapes_and_states
+from autotrack.errors import StateError
+from autotrack.settings import env_number
+from autotrack.sot.session import DEFAULT_TTL_S, SessionStore
+from autotrack.vos.factory import SegmenterFactory, segmenter_factory
+from autotrack.vos.mask_state import (
+    MAX_MASK_STATE_BYTES,
+    MaskTrackState,
+    shape_points,
+    shape_prompt,
+)
+from autotrack.vos.sessions import MaskTracker
+
+DEFAULT_MAX_SHAPES = 32
+DEFAULT_MAX_SESSIONS = 4
+OUTPUTS = ("shape", "mask", "polygon")
+TRACKER_FIELDS = ("image", "shapes", "states", "conv_mask_to_poly")
+
+
+@dataclass(frozen=True)
+class MaskTrackerSettings:
+    session_ttl_s: float = DEFAULT_TTL_S
+    max_sessions: int = DEFAULT_MAX_SESSIONS
+    max_shapes: int = DEFAULT_MAX_SHAPES
+    output: str = "shape"
+    limits: RequestLimits = field(default_factory=RequestLimits)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> MaskTrackerSettings:
+        environ = os.environ if environ is None else environ
+        output = environ.get("AUTOTRACK_VOS_OUTPUT", "").strip() or "shape"
+        if output not in OUTPUTS:
+            raise ValueError(f"AUTOTRACK_VOS_OUTPUT must be one of {', '.join(OUTPUTS)}, "
+                             f"got {output!r}")
+        return cls(
+            session_ttl_s=env_number(environ, "AUTOTRACK_VOS_SESSION_TTL", DEFAULT_TTL_S, 1e-3),
+            max_sessions=int(env_number(environ, "AUTOTRACK_VOS_MAX_SESSIONS",
+                                         DEFAULT_MAX_SESSIONS, 0, integer=True)),
+            max_shapes=int(env_number(environ, "AUTOTRACK_VOS_MAX_SHAPES", DEFAULT_MAX_SHAPES,
+                                       1, integer=True)),
+            output=output,
+            limits=RequestLimits.from_env(environ),
+        )
+
+
+@dataclass(frozen=True)
+class MaskTrackerRequest:
+    image: np.ndarray
+    items: tuple[tuple[str, object], ...]  # ("init", ShapePrompt) or ("continue", state)
+    conv_mask_to_poly: bool = False
+    ignored_fields: tuple[str, ...] = ()
+
+
+class MaskTrackerFunction(LambdaFunction[MaskTrackerRequest]):
+    """One mask tracker answering CVAT tracker requests; kept in ``context.user_data``."""
+
+    failure_subject = "this frame"
+
+    def __init__(self, tracker: MaskTracker, settings: MaskTrackerSettings | None = None) -> None:
+        self.tracker = tracker
+        self.settings = settings or MaskTrackerSettings()
+
+    def parse(self, body: object) -> MaskTrackerRequest:
+        limits = self.settings.limits
+        payload = parse_json_object(body, limits)
+        shapes, states = shapes_and_states(payload, self.settings.max_shapes,
+                                           "AUTOTRACK_VOS_MAX_SHAPES")
+        poly = payload.get("conv_mask_to_poly", False)
+        if not isinstance(poly, bool):
+            raise RequestError("'conv_mask_to_poly' must be true or false",
+                               field="conv_mask_to_poly")
+        decoded: dict[int, MaskTrackState] = {}
+        seen: dict[tuple[str, int], int] = {}
+        for i, shape in enumerate(shapes):
+            state = states[i] if i < len(states) else None
+            if state is not None:
+                decoded[i] = self._state(state, i)
+                key = (decoded[i].session, decoded[i].object_id)
+                if key in seen:
+                    raise RequestError(f"'states[{i}]' repeats 'states[{seen[key]}]'",
+                                       field=f"states[{i}]")
+                seen[key] = i
+            elif shape is None:
+                raise RequestError(f"'shapes[{i}]' and 'states[{i}]' are both null: nothing to "
+                                   "track", field=f"shapes[{i}]")
+            else:
+                _shape_fields(shape, i)  # cheap checks before the image is decoded
+        image, _ = decode_base64_image(payload.get("image"), limits)
+        height, width = image.shape[:2]
+        items: list[tuple[str, object]] = []
+        for i, shape in enumerate(shapes):
+            if i in decoded:
+                state = decoded[i]
+                if state.frame_size != (height, width):
+                    raise RequestError(
+                        f"'states[{i}]' was started on a {state.frame_size[1]}x"
+                        f"{state.frame_size[0]} frame, this one is {width}x{height}",
+                        field=f"states[{i}]")
+                items.append(("continue", state))
+            else:
+                kind, points = _shape_fields(shape, i)
+                try:
+                    items.append(("init", shape_prompt(kind, points, height, width)))
+                except ValueError as exc:
+                    raise RequestError(f"'shapes[{i}]': {exc}", field=f"shapes[{i}]") from None
+        return MaskTrackerRequest(image, tuple(items), poly, tuple(
+            sorted(str(k) for k in payload if k not in TRACKER_FIELDS)))
+
+    def run(self, request: MaskTrackerRequest) -> dict[str, list]:
+        starts = [i for i, (what, _) in enumerate(request.items) if what == "init"]
+        follows = [i for i, (what, _) in enumerate(request.items) if what == "continue"]
+        results: list = [None] * len(request.items)
+        if starts:
+            for i, result in zip(starts, self.tracker.start(
+                    request.image, [request.items[i][1] for i in starts])):
+                results[i] = result
+        if follows:
+            try:
+                followed = self.tracker.follow(request.image,
+                                               [request.items[i][1] for i in follows])
+            except StateError as exc:  # e.g. a stored frame that does not decode
+                raise RequestError(f"a state is refused: {exc}", field="states") from None
+            for i, result in zip(follows, followed):
+                results[i] = result
+        shapes, states, types = [], [], []
+        for mask, state in results:
+            kind = self._output_type(state.shape_type, request.conv_mask_to_poly)
+            shapes.append(shape_points(kind, mask, state.last_box))
+            states.append(state.encode())
+            types.append(kind)
+        return {"shapes": shapes, "states": states, "types": types}
+
+    def describe(self, request: MaskTrackerRequest, result: dict[str, list],
+                 milliseconds: float) -> str:
+        lost = sum(shape is None for shape in result["shapes"])
+        return (f"tracked {len(result['shapes'])} objects ({lost} lost) in "
+                f"{milliseconds:.0f} ms")
+
+    def _output_type(self, shape_type: str, conv_mask_to_poly: bool) -> str:
+        kind = shape_type if self.settings.output == "shape" else self.settings.output
+        return "polygon" if conv_mask_to_poly and kind == "mask" else kind
+
+    def _state(self, value: object, index: int) -> MaskTrackState:
+        return request_state(value, index, MAX_MASK_STATE_BYTES,
+                             lambda text: MaskTrackState.decode(text, self.tracker.kind))
+
+
+def _shape_fields(shape: object, index: int) -> tuple[str, object]:
+    """(type, points) of a bare rectangle or a CVAT shape object."""
+    where = f"shapes[{index}]"
+    if isinstance(shape, list):
+        return "rectangle", shape
+    if not isinstance(shape, dict):
+        raise RequestError(f"'{where}' must be a rectangle's [x1, y1, x2, y2] or a shape "
+                           f"object, got {type(shape).__name__}", field=where)
+    kind = shape.get("type", "rectangle")
+    if kind not in ("rectangle", "polygon", "mask"):
+        raise RequestError(f"'{where}' is a {kind!r}; this tracker follows rectangles, "
+                           "polygons and masks", field=where)
+    rotation = shape.get("rotation", 0) or 0
+    if kind == "rectangle" and (isinstance(rotation, bool) or
+                                not isinstance(rotation, (int, float)) or rotation % 360 != 0):
+        raise RequestError(f"'{where}' is rotated; this tracker follows upright boxes only",
+                           field=where)
+    if not isinstance(shape.get("points"), list):
+        raise RequestError(f"'{where}' has no 'points' list", field=where)
+    return kind, shape["points"]
+
+
+# --- Nuclio entry points -----------------------------------------------------------------
+
+
+def init_context(context: object, kind: str, factory: SegmenterFactory | None = None,
+                 settings: MaskTrackerSettings | None = None) -> MaskTrackerFunction:
+    """Load the model once per worker and keep the function in ``context.user_data``."""
+    def build() -> MaskTrackerFunction:
+        ready = settings or MaskTrackerSettings.from_env()
+        store = SessionStore(ready.session_ttl_s, ready.max_sessions)
+        return MaskTrackerFunction(MaskTracker(kind, factory or segmenter_factory(kind), store),
+                                   ready)
+
+    return install_function(context, f"the {kind} mask tracker", build, signs_states=True)
+
+
+def handle(context: object, event: object) -> object:
+    """Answer one CVAT tracker request with the function :func:`init_context` loaded."""
+    return handle_loaded(context, event, MaskTrackerFunction)
+
+
+__all__ = ["MaskTrackerFunction", "MaskTrackerSettings", "handle", "init_context"]

@@ -1,0 +1,2 @@
+"""CVAT tasks through the REST API: connection, frames, labels, annotations, backups, uploads
+and the ``autotrack task`` commands built from them."""

@@ -1,0 +1,107 @@
+"""Mask models built from options or the environment: SAM2 and XMem segmenter factories (one
+copy of the weights, a fresh memory per segmenter) and SAM2's interactor, as every CVAT door
+and the offline ``annotate --segmenter`` configure them.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Mapping
+
+from autotrack.settings import env_number
+from autotrack.vos.base import Interactor, VideoSegmenter
+
+MASK_KINDS = ("sam2", "xmem")
+
+SegmenterFactory = Callable[[], VideoSegmenter]
+
+
+def segmenter_factory(kind: str, environ: Mapping[str, str] | None = None,
+                      **options: object) -> SegmenterFactory:
+    """A factory of ``kind``'s segmenters, all sharing one copy of the weights (a new one
+    costs only its memory). The weights load here, so a missing checkpoint fails at start-up
+    with its one-line error, not on the first request. ``options`` (``checkpoint``,
+    ``config``, ``image_size`` / ``size``, ``device``, ``random_init``) win over the
+    environment (:func:`model_options`)."""
+    settings = model_options(kind, os.environ if environ is None else environ, **options)
+    if kind == "sam2":
+        from autotrack.vos.sam2 import Sam2Segmenter, build_sam2_model
+
+        model = build_sam2_model(**settings)
+        return lambda: Sam2Segmenter(model)
+    from autotrack.vos.xmem import XMemSegmenter, build_xmem_segmenter
+
+    first = build_xmem_segmenter(**settings)
+    return _FirstThenBuild(first, lambda: XMemSegmenter(first.network, first.budget,
+                                                        size=first.size, device=first.device))
+
+
+class _FirstThenBuild:
+    """A factory that hands out one prebuilt segmenter first, then builds new ones; safe to
+    call from several threads (the prebuilt one goes to exactly one caller)."""
+
+    def __init__(self, first: VideoSegmenter, build: SegmenterFactory) -> None:
+        self._first: VideoSegmenter | None = first
+        self._build = build
+        self._lock = threading.Lock()
+
+    def __call__(self) -> VideoSegmenter:
+        with self._lock:
+            first, self._first = self._first, None
+        return first if first is not None else self._build()
+
+
+def model_options(kind: str, environ: Mapping[str, str], *, checkpoint: str | None = None,
+                  config: str | None = None, image_size: int | None = None,
+                  size: int | None = None, device: str | None = None,
+                  random_init: bool | None = None) -> dict[str, object]:
+    """Builder keywords for ``kind`` ("sam2" or "xmem"): each given option, else its variable.
+
+    SAM2: ``AUTOTRACK_SAM2_CHECKPOINT`` (read by the builder), ``AUTOTRACK_SAM2_CONFIG``
+    (default sam2.1_hiera_t), ``AUTOTRACK_SAM2_IMAGE_SIZE`` (default 1024). XMem:
+    ``AUTOTRACK_XMEM_CHECKPOINT`` (read by the builder), ``AUTOTRACK_XMEM_SIZE`` (default 480).
+    Both: ``AUTOTRACK_DEVICE`` (default cpu) and ``AUTOTRACK_<KIND>_RANDOM_INIT=1``, seeded
+    random weights for tests and benchmarks only (a deployed function names a checkpoint)."""
+    if kind not in MASK_KINDS:
+        raise ValueError(f"unknown mask model {kind!r}: one of {', '.join(MASK_KINDS)}")
+    prefix = f"AUTOTRACK_{kind.upper()}_"
+    options: dict[str, object] = {
+        "device": device or environ.get("AUTOTRACK_DEVICE", "").strip() or "cpu"}
+    checkpoint = checkpoint or environ.get(prefix + "CHECKPOINT", "").strip()
+    if random_init is None:
+        random_init = environ.get(prefix + "RANDOM_INIT", "").strip() in ("1", "true", "yes")
+    if random_init:
+        options["random_init"] = True
+    elif checkpoint:
+        options["checkpoint"] = checkpoint
+    if kind == "sam2":
+        config = config or environ.get(prefix + "CONFIG", "").strip()
+        if config:
+            options["config"] = config
+        if image_size:
+            options["image_size"] = int(image_size)
+        elif environ.get(prefix + "IMAGE_SIZE", "").strip():
+            options["image_size"] = int(env_number(environ, prefix + "IMAGE_SIZE", 1024, 128,
+                                                    integer=True))
+    else:
+        options["size"] = int(size or env_number(environ, prefix + "SIZE", 480, 16,
+                                                  integer=True))
+    return options
+
+
+def interactor_factory(environ: Mapping[str, str] | None = None,
+                       **options: object) -> Callable[[], Interactor]:
+    """SAM2's interactor from the environment (:func:`model_options`), ``options`` first."""
+    settings = model_options("sam2", os.environ if environ is None else environ, **options)
+
+    def build() -> Interactor:
+        from autotrack.vos.sam2 import build_sam2_interactor
+
+        return build_sam2_interactor(**settings)
+
+    return build
+
+
+__all__ = ["MASK_KINDS", "SegmenterFactory", "interactor_factory", "model_options",
+           "segmenter_factory"]
