@@ -7,13 +7,12 @@ line on stderr and exit status 2; only genuine bugs show a traceback.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from autotrack.errors import AutotrackError, InputError, ModelNotFoundError
+from autotrack.errors import AutotrackError, InputError
 
 _SUFFIX_FORMATS = {".xml": "cvat-video", ".txt": "mot", ".json": "json"}
 SEGMENTERS = ("sam2", "xmem", "sam3")
@@ -145,31 +144,11 @@ def annotate(args: argparse.Namespace) -> int:
 
 
 def _build_segmenter(args: argparse.Namespace, texts: list[str]):
-    """The chosen segmenter on official weights; a missing checkpoint is a one-line error
-    (the builders never fall back to random weights unless asked, and this never asks)."""
-    if args.image_size is not None and args.image_size <= 0:
-        raise InputError(f"--image-size must be positive, got {args.image_size}")
-    device = args.device or "cpu"
-    size = {} if args.image_size is None else {"image_size": args.image_size}
-    env = {"sam2": "AUTOTRACK_SAM2_CHECKPOINT", "xmem": "AUTOTRACK_XMEM_CHECKPOINT"}
-    if args.segmenter in env and not (args.checkpoint or os.environ.get(env[args.segmenter])):
-        raise ModelNotFoundError(f"{args.segmenter} needs official weights: pass --checkpoint "
-                                 f"PATH or set {env[args.segmenter]}")
-    if args.segmenter == "sam2":
-        from autotrack.vos.sam2 import build_sam2_segmenter
+    """The chosen segmenter on official weights (:func:`autotrack.vos.factory.build_segmenter`)."""
+    from autotrack.vos.factory import build_segmenter
 
-        try:
-            return build_sam2_segmenter(args.checkpoint, device=device, **size)
-        except ValueError as exc:  # e.g. an image size that is not a multiple of 32
-            raise InputError(f"sam2: {exc}") from None
-    if args.segmenter == "xmem":
-        from autotrack.vos.xmem import build_xmem_segmenter
-
-        return build_xmem_segmenter(args.checkpoint, device=device,
-                                    size=args.image_size or 480)
-    from autotrack.vos.sam3 import build_sam3_concept_tracker
-
-    return build_sam3_concept_tracker(texts, args.checkpoint, device=args.device, **size)
+    return build_segmenter(args.segmenter, texts, checkpoint=args.checkpoint,
+                           device=args.device, image_size=args.image_size)
 
 
 def annotate_masks(args: argparse.Namespace) -> int:

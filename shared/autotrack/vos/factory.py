@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
+from autotrack.errors import InputError, ModelNotFoundError
 from autotrack.settings import env_number
 from autotrack.vos.base import Interactor, VideoSegmenter
 
@@ -103,5 +105,36 @@ def interactor_factory(environ: Mapping[str, str] | None = None,
     return build
 
 
-__all__ = ["MASK_KINDS", "SegmenterFactory", "interactor_factory", "model_options",
+def build_segmenter(kind: str, texts: Sequence[str] = (), *, checkpoint: str | None = None,
+                    device: str | None = None, image_size: int | None = None) -> Any:
+    """``kind``'s segmenter (sam2, xmem) or concept tracker (sam3, finding ``texts``) on
+    official weights: ``checkpoint`` or the kind's ``AUTOTRACK_*_CHECKPOINT``. A missing
+    checkpoint is a one-line error; the builders never fall back to random weights unless
+    asked, and this never asks."""
+    if image_size is not None and image_size <= 0:
+        raise InputError(f"--image-size must be positive, got {image_size}")
+    size = {} if image_size is None else {"image_size": image_size}
+    env = {"sam2": "AUTOTRACK_SAM2_CHECKPOINT", "xmem": "AUTOTRACK_XMEM_CHECKPOINT"}
+    if kind in env and not (checkpoint or os.environ.get(env[kind])):
+        raise ModelNotFoundError(f"{kind} needs official weights: pass --checkpoint PATH or "
+                                 f"set {env[kind]}")
+    if kind == "sam2":
+        from autotrack.vos.sam2 import build_sam2_segmenter
+
+        try:
+            return build_sam2_segmenter(checkpoint, device=device or "cpu", **size)
+        except ValueError as exc:  # e.g. an image size that is not a multiple of 32
+            raise InputError(f"sam2: {exc}") from None
+    if kind == "xmem":
+        from autotrack.vos.xmem import build_xmem_segmenter
+
+        return build_xmem_segmenter(checkpoint, device=device or "cpu", size=image_size or 480)
+    if kind != "sam3":
+        raise InputError(f"unknown segmenter {kind!r}: sam2, xmem or sam3")
+    from autotrack.vos.sam3 import build_sam3_concept_tracker
+
+    return build_sam3_concept_tracker(list(texts), checkpoint, device=device, **size)
+
+
+__all__ = ["build_segmenter", "MASK_KINDS", "SegmenterFactory", "interactor_factory", "model_options",
            "segmenter_factory"]

@@ -20,6 +20,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from autotrack.cvat.task.annotate_masks import add_mask_arguments
 from autotrack.errors import InputError
 from autotrack.tracking_options import (
     TrackingOptions,
@@ -72,13 +73,16 @@ def add_annotate_arguments(parser: argparse.ArgumentParser) -> None:
                        help="task label for detector classes whose names differ, e.g. "
                             "person=pedestrian,car=vehicle")
     add_tracking_arguments(model)
-    model.add_argument("--keyframe-iou", type=fraction, default=DEFAULT_KEYFRAME_IOU,
+    model.add_argument("--keyframe-iou", type=fraction, default=None,
                        help="keep a keyframe where CVAT's interpolation would fall below this "
-                            f"IoU with the tracker's box (default {DEFAULT_KEYFRAME_IOU})")
+                            f"IoU with the tracker's box (default {DEFAULT_KEYFRAME_IOU}); "
+                            "with --segmenter, where the mask moved below this IoU from the "
+                            "last kept one")
     model.add_argument("--fps", type=bounded_float(0.0, 1000.0), default=30.0,
                        help="the video's frame rate, which CVAT does not store; scales "
                             "--track-buffer (default 30)")
-    model.add_argument("--device", help="detector device, e.g. cpu, cuda:0")
+    model.add_argument("--device", help="model device, e.g. cpu, cuda:0")
+    add_mask_arguments(parser)
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
@@ -141,17 +145,19 @@ def run_annotate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 @dataclass
-class _Job:
-    """Everything one annotation run needs, gathered before the detector starts."""
+class _Run:
+    """Everything one annotation run needs, gathered before any model starts."""
 
     server: Any  # autotrack.cvat.task.connection.Server
     target: Any  # autotrack.cvat.task.frames.Target
     frames: list[int]
-    plan: Any  # autotrack.cvat.task.labels.LabelPlan
-    detector: Any
+    labels: list[Any]  # autotrack.cvat.task.labels.TaskLabel
+    jobs: Any  # autotrack.cvat.task.jobs.JobPlan
     attribute_defaults: dict[int, str]
     manifest: Any  # autotrack.cvat.task.backup.Manifest
     user: str | None
+    plan: Any = None  # autotrack.cvat.task.labels.LabelPlan (detector runs)
+    detector: Any = None
 
     @property
     def span(self) -> tuple[int, int]:
@@ -163,6 +169,9 @@ def _check_options(args: argparse.Namespace) -> None:
     TrackingOptions.from_args(args)  # checks --conf, --low-conf, --track-buffer, --smooth
     if args.start is not None and args.stop is not None and args.start > args.stop:
         raise InputError(f"--start {args.start} is after --stop {args.stop}")
+    from autotrack.cvat.task.annotate_masks import check_segment_options
+
+    check_segment_options(args)
 
 
 def _annotate(args: argparse.Namespace, out: TextIO, err: TextIO, *, task_id: int | None,
@@ -172,20 +181,32 @@ def _annotate(args: argparse.Namespace, out: TextIO, err: TextIO, *, task_id: in
     _check_options(args)
     server, credentials = open_server(args)
     try:
-        job = _prepare(server, args, task_id, job_id, credentials.user)
-        print(f"{job.target}: frames {job.span[0]}-{job.span[1]} ({len(job.frames)} to "
-              f"process), {args.detector} + ByteTrack", file=out)
-        tracks_json = _detect_and_track(job, args, out, err)
+        run = _prepare(server, args, task_id, job_id, credentials.user)
+        what = (f"{args.segmenter} masks" if args.segmenter
+                else f"{args.detector} + {args.tracker}")
+        print(f"{run.target}: frames {run.span[0]}-{run.span[1]} ({len(run.frames)} to "
+              f"process), {what}; {run.jobs.summary()}", file=out)
+        if not run.jobs.write:
+            print(f"nothing to do: every job of {run.target} in these frames is finished; "
+                  "--include-completed writes into them", file=out)
+            return 0
+        if args.segmenter:
+            from autotrack.cvat.task.annotate_masks import segment_for_task
+
+            payload = segment_for_task(run, args, out, err)
+        else:
+            payload = {"tracks": _detect_and_track(run, args, out, err), "shapes": []}
         if args.dry_run:
-            return _dry_run(job, args, out)
-        return _write(job, tracks_json, args, out, err)
+            return _dry_run(run, payload, args, out)
+        return _write(run, payload, args, out, err)
     finally:
         server.close()
 
 
 def _prepare(server: Any, args: argparse.Namespace, task_id: int | None, job_id: int | None,
-             user: str | None) -> _Job:
-    """Read and check the target, pick its frames, map labels, load the detector."""
+             user: str | None) -> _Run:
+    """Read and check the target and its jobs, pick its frames, map labels, load the
+    detector (the segmenters load once their prompts are known)."""
     from autotrack.cvat.task.backup import Manifest
     from autotrack.cvat.task.frames import (
         check_trackable,
@@ -193,23 +214,34 @@ def _prepare(server: Any, args: argparse.Namespace, task_id: int | None, job_id:
         load_target,
         select_frames,
     )
-    from autotrack.cvat.task.labels import plan_labels
-    from autotrack.detectors import load_detector
+    from autotrack.cvat.task.jobs import list_jobs, plan_jobs
 
     target = load_target(server, task_id=task_id, job_id=job_id)
     check_trackable(target, image_sequence=args.image_sequence)
     frames = select_frames(target, args.start, args.stop)
+    jobs = list_jobs(server, target.task_id)
+    if target.kind == "job":
+        jobs = [job for job in jobs if job.id == target.id]
+        if jobs and jobs[0].finished and not args.include_completed:
+            raise InputError(f"{jobs[0]} is finished; pass --include-completed to write into "
+                             "it anyway")
+    job_plan = plan_jobs(jobs, frames[0], frames[-1], include_completed=args.include_completed)
     labels = load_labels(server, target)
-    detector = load_detector(args.detector, min_score=args.low_conf, device=args.device)
-    classes = [c for c in args.classes.split(",") if c.strip()] if args.classes else None
-    plan = plan_labels(detector.class_names, labels, label_map=args.label_map,
-                       classes=classes, task_name=f"task {target.task_id}")
     defaults = {spec: value for label in labels for spec, value in label.attribute_defaults.items()}
     manifest = Manifest.load(args.backup_dir, server.url, target.task_id)
-    return _Job(server, target, frames, plan, detector, defaults, manifest, user)
+    run = _Run(server, target, frames, labels, job_plan, defaults, manifest, user)
+    if not args.segmenter:
+        from autotrack.cvat.task.labels import plan_labels
+        from autotrack.detectors import load_detector
+
+        run.detector = load_detector(args.detector, min_score=args.low_conf, device=args.device)
+        classes = [c for c in args.classes.split(",") if c.strip()] if args.classes else None
+        run.plan = plan_labels(run.detector.class_names, labels, label_map=args.label_map,
+                               classes=classes, task_name=f"task {target.task_id}")
+    return run
 
 
-def _detect_and_track(job: _Job, args: argparse.Namespace, out: TextIO,
+def _detect_and_track(run: _Run, args: argparse.Namespace, out: TextIO,
                       err: TextIO) -> list[dict[str, Any]]:
     """Stream the frames through detector and ByteTrack; print and return the thinned tracks."""
     from tqdm import tqdm
@@ -218,14 +250,14 @@ def _detect_and_track(job: _Job, args: argparse.Namespace, out: TextIO,
     from autotrack.export.cvat_json import tracks_to_cvat_json
     from autotrack.pipeline import track_video
 
-    target, plan, names = job.target, job.plan, job.detector.class_names
-    source = TaskFrames(job.server, target, job.frames, fps=args.fps,
+    target, plan, names = run.target, run.plan, run.detector.class_names
+    source = TaskFrames(run.server, target, run.frames, fps=args.fps,
                         warn=lambda message: print(f"warning: {message}", file=err))
-    counting = _CountingDetector(job.detector, plan.class_ids, args.conf,
+    counting = _CountingDetector(run.detector, plan.class_ids, args.conf,
                                  count=not plan.restricted)
     options = TrackingOptions.from_args(args)
     tracker = options.tracker(args.fps, device=args.device)
-    with tqdm(total=len(job.frames), unit="frame", disable=args.quiet or None,
+    with tqdm(total=len(run.frames), unit="frame", disable=args.quiet or None,
               desc=f"{target.kind} {target.id}", file=err) as bar:
         result = track_video(source, counting, tracker, class_ids=plan.class_ids,
                              on_frame=lambda _: bar.update(), smooth=options.smooth,
@@ -246,7 +278,7 @@ def _detect_and_track(job: _Job, args: argparse.Namespace, out: TextIO,
     outside = sum(1 for t in tracks_json for s in t["shapes"] if s["outside"])
     verb = "would upload" if args.dry_run else "to upload"
     print(f"{verb}: {len(tracks_json)} tracks, {visible} keyframes (+{outside} outside markers) "
-          f"for {total} tracked frames ({_pct(visible, total)}) over {len(job.frames)} frames",
+          f"for {total} tracked frames ({_pct(visible, total)}) over {len(run.frames)} frames",
           file=out)
     for line in _label_report(tracks_json, tracked_frames, plan):
         print(line, file=out)
@@ -261,66 +293,102 @@ def _detect_and_track(job: _Job, args: argparse.Namespace, out: TextIO,
     return tracks_json
 
 
-def _dry_run(job: _Job, args: argparse.Namespace, out: TextIO) -> int:
+def _read_jobs(run: _Run) -> dict[int, dict[str, Any]]:
     from autotrack.cvat.task.annotations import get_annotations
-    from autotrack.cvat.task.upload import find_own_tracks
 
+    return {job.id: get_annotations(run.server, "job", job.id) for job in run.jobs.write}
+
+
+def _own_objects(run: _Run, before: dict[int, dict[str, Any]]) -> dict[int, Any]:
+    from autotrack.cvat.task.upload import find_own_objects
+
+    return {job.id: find_own_objects(before[job.id], run.manifest, job, run.attribute_defaults,
+                                     run.span) for job in run.jobs.write}
+
+
+def _total(own: dict[int, Any]) -> Any:
+    from autotrack.cvat.task.upload import OwnObjects
+
+    total = OwnObjects()
+    for found in own.values():
+        total.add(found)
+    return total
+
+
+def _dry_run(run: _Run, payload: dict[str, list[dict[str, Any]]], args: argparse.Namespace,
+             out: TextIO) -> int:
+    from autotrack.cvat.task.slicing import split_for_jobs
+
+    pieces = split_for_jobs(payload, run.jobs.write)
+    for job in run.jobs.write:
+        piece = pieces[job.id]
+        print(f"would write to {job}: {len(piece['tracks'])} tracks, "
+              f"{len(piece['shapes'])} shapes", file=out)
     if args.replace:
-        before = get_annotations(job.server, job.target.kind, job.target.id)
-        own = find_own_tracks(before, job.manifest, job.attribute_defaults, job.span,
-                              job.target.task_size - 1)
-        print(f"would remove {len(own.ours)} tracks earlier runs created in frames "
-              f"{job.span[0]}-{job.span[1]}" + _kept(own), file=out)
+        own = _total(_own_objects(run, _read_jobs(run)))
+        print(f"would remove {own.count()} objects earlier runs created in frames "
+              f"{run.span[0]}-{run.span[1]}" + _kept(own), file=out)
     print("dry run: nothing was written to the server and no backup was made", file=out)
     return 0
 
 
-def _write(job: _Job, tracks_json: list[dict[str, Any]], args: argparse.Namespace,
+def _write(run: _Run, payload: dict[str, list[dict[str, Any]]], args: argparse.Namespace,
            out: TextIO, err: TextIO) -> int:
-    """Back up, create the tracks, remove the replaced ones, read back and check."""
+    """Back up every job, then per job: create the pieces, remove the replaced objects, read
+    back and check. Any difference is an error (exit 1) that names the undo command."""
     from autotrack.cvat.task.annotations import get_annotations
     from autotrack.cvat.task.backup import restore_command, save_backup
-    from autotrack.cvat.task.upload import (
-        create_tracks,
-        delete_tracks,
-        find_own_tracks,
-        verify_upload,
-    )
+    from autotrack.cvat.task.slicing import split_for_jobs
+    from autotrack.cvat.task.upload import JobWrite, create_objects, delete_objects, verify_job
 
-    server, target, manifest = job.server, job.target, job.manifest
-    if not tracks_json and not args.replace:
+    server, target, manifest = run.server, run.target, run.manifest
+    pieces = split_for_jobs(payload, run.jobs.write)
+    sending = sum(len(p["tracks"]) + len(p["shapes"]) for p in pieces.values())
+    if not sending and not args.replace:
         print(f"nothing to upload; {target} was not changed", file=out)
         return 0
-    before = get_annotations(server, target.kind, target.id)
-    own = (find_own_tracks(before, manifest, job.attribute_defaults, job.span,
-                           target.task_size - 1) if args.replace else None)
-    if own is not None and not own.ours and not tracks_json:
-        print(f"nothing to upload or remove; {target} was not changed" + _kept(own), file=out)
+    before = _read_jobs(run)
+    own = _own_objects(run, before) if args.replace else {}
+    if not sending and not _total(own).count():
+        print(f"nothing to upload or remove; {target} was not changed" + _kept(_total(own)),
+              file=out)
         return 0
     backup = save_backup(args.backup_dir, server.url, target.kind, target.id, target.task_id,
-                         before, reason="before an autotrack upload")
+                         before, reason="before an autotrack upload",
+                         task_annotations=get_annotations(server, target.kind, target.id))
+    undo = restore_command(server.url, backup, run.user)
     print(f"backup of the annotations before this upload: {backup}", file=out)
-    print(f"to undo the upload: {restore_command(server.url, backup, job.user)}", file=out)
-
-    created = create_tracks(server, target, tracks_json, manifest, job.attribute_defaults)
-    print(f"uploaded {len(created.created)} tracks to {target}; their ids are listed in "
+    print(f"to undo the upload: {undo}", file=out)
+    problems: list[str] = []
+    results = []
+    for job in run.jobs.write:
+        result = JobWrite(job)
+        results.append(result)
+        create_objects(server, job, pieces[job.id], manifest, run.attribute_defaults, result)
+        if job.id in own:
+            delete_objects(server, job, own[job.id], manifest, result)
+        problems += verify_job(server, before[job.id], result, manifest, run.attribute_defaults)
+    created = {kind: sum(r.created_count(kind) for r in results) for kind in ("tracks", "shapes")}
+    print(f"uploaded {created['tracks']} tracks and {created['shapes']} shapes to "
+          f"{len(results)} job{'s' if len(results) != 1 else ''} of {target} (a track crossing "
+          f"a job boundary is one piece per job, as CVAT stores it); ids listed in "
           f"{manifest.path}", file=out)
-    if created.unconfirmed:
-        print(f"warning: the server did not report ids for {created.unconfirmed} tracks; "
-              "--replace cannot remove those", file=err)
-    deleted_ids: list[int] = []
-    if own is not None:
-        delete_tracks(server, target, own.ours, manifest)
-        deleted_ids = [int(t["id"]) for t in own.ours]
-        print(f"replaced: removed {len(deleted_ids)} tracks earlier runs created in frames "
-              f"{job.span[0]}-{job.span[1]}" + _kept(own), file=out)
-    problems = verify_upload(server, target, before, created.created, deleted_ids, manifest,
-                             job.attribute_defaults)
+    unconfirmed = sum(r.unconfirmed for r in results)
+    if unconfirmed:
+        problems.append(f"the server did not report ids for {unconfirmed} created objects; "
+                        "--replace cannot remove those")
+    if own:
+        total = _total(own)
+        print(f"replaced: removed {total.count()} objects earlier runs created in frames "
+              f"{run.span[0]}-{run.span[1]}" + _kept(total), file=out)
+    if run.jobs.finished:
+        print(f"not written: {run.jobs.summary().split('; ', 1)[1]}", file=out)
     if problems:
         for problem in problems:
-            print(f"warning: {problem}", file=err)
+            print(f"error: {problem}", file=err)
+        print(f"error: {target} does not read back as written; undo with: {undo}", file=err)
         return 1
-    print(f"checked: {target} reads back as intended", file=out)
+    print("checked: every job written reads back as intended", file=out)
     return 0
 
 

@@ -126,31 +126,42 @@ def _attribute_pairs(values: Sequence[Mapping[str, Any]] | None,
     return sorted(pairs)
 
 
-def track_fingerprint(track: Mapping[str, Any], attribute_defaults: Mapping[int, str]) -> str:
-    """A digest of everything a person can change on a track in CVAT.
+def _shape_row(shape: Mapping[str, Any], defaults: Mapping[int, str]) -> list[Any]:
+    return [int(shape["frame"]), str(shape["type"]), bool(shape.get("outside", False)),
+            bool(shape.get("occluded", False)), int(shape.get("z_order") or 0),
+            round(float(shape.get("rotation") or 0.0), 2),
+            [round(float(p), 2) for p in shape.get("points") or []],
+            _attribute_pairs(shape.get("attributes"), defaults)]
 
-    Label, group, attributes, and every keyframe's frame, type, flags, order, rotation and
-    points (to 0.01 px). Ids are left out, so the same track reads the same after a restore
-    that renumbers it; the id is checked separately.
+
+def fingerprint(item: Mapping[str, Any], attribute_defaults: Mapping[int, str]) -> str:
+    """A digest of everything a person can change on a track or a shape in CVAT.
+
+    Label, group, attributes, and (a track's every keyframe's) frame, type, flags, order,
+    rotation and points (to 0.01 px). Ids are left out, so the same object reads the same
+    after a restore that renumbers it; the id is checked separately.
     """
-    shapes = sorted(track.get("shapes") or [], key=lambda s: int(s["frame"]))
-    payload = {
-        "label_id": int(track["label_id"]),
-        "frame": int(track["frame"]),
-        "group": int(track.get("group") or 0),
-        "attributes": _attribute_pairs(track.get("attributes"), attribute_defaults),
-        "elements": len(track.get("elements") or []),
-        "shapes": [
-            [int(s["frame"]), str(s["type"]), bool(s.get("outside", False)),
-             bool(s.get("occluded", False)), int(s.get("z_order") or 0),
-             round(float(s.get("rotation") or 0.0), 2),
-             [round(float(p), 2) for p in s.get("points") or []],
-             _attribute_pairs(s.get("attributes"), attribute_defaults)]
-            for s in shapes
-        ],
+    payload: dict[str, Any] = {
+        "label_id": int(item["label_id"]),
+        "frame": int(item["frame"]),
+        "group": int(item.get("group") or 0),
+        "attributes": _attribute_pairs(item.get("attributes"), attribute_defaults),
+        "elements": len(item.get("elements") or []),
     }
+    if "shapes" in item:
+        shapes = sorted(item.get("shapes") or [], key=lambda s: int(s["frame"]))
+        payload["shapes"] = [_shape_row(s, attribute_defaults) for s in shapes]
+    else:
+        payload["shape"] = _shape_row({**item, "attributes": []}, attribute_defaults)
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+
+def without_ids(value: Any) -> Any:
+    """A copy with every ``id`` removed: what CVAT accepts in a PUT or a create (it refuses
+    preset ids: cvat-ai/cvat PR #9583)."""
+    return _strip_ids(value)
 
 
 def _strip_ids(value: Any) -> Any:

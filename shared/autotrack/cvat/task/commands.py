@@ -95,8 +95,10 @@ def open_server(args: argparse.Namespace, default_url: str | None = None) -> tup
 
 
 def run_restore(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from autotrack.cvat.task.backup import load_backup, restore, restore_command
+    """Put a backup back job by job; the manifest follows the objects' new ids."""
+    from autotrack.cvat.task.backup import Manifest, load_backup, restore, restore_command
     from autotrack.cvat.task.connection import normalize_url
+    from autotrack.cvat.task.frames import load_labels, load_target
 
     backup = load_backup(args.backup)
     url = server_url(args, backup.server)
@@ -105,22 +107,23 @@ def run_restore(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                          "there (leave out --server-host)")
     server, credentials = open_server(args, backup.server)
     try:
-        result = restore(server, backup, args.backup_dir)
+        labels = load_labels(server, load_target(server, task_id=backup.task_id))
+        defaults = {spec: value for label in labels
+                    for spec, value in label.attribute_defaults.items()}
+        manifest = Manifest.load(args.backup_dir, url, backup.task_id)
+        result = restore(server, backup, args.backup_dir, manifest, defaults)
     finally:
         server.close()
     print(f"saved the annotations being replaced to {result.safety_backup} (undo with: "
           f"{restore_command(url, result.safety_backup, credentials.user)})", file=out)
     where = f"{backup.kind} {backup.id}"
-    if result.exact:
-        print(f"restored {where} from {backup.path} ({backup.saved_at}): {result.summary}; "
-              "it reads back identical to the backup", file=out)
-        return 0
     if result.same_content:
-        print(f"restored {where} from {backup.path}: {result.summary}; identical to the backup "
-              "except that the server gave the objects new ids", file=out)
+        print(f"restored {where} from {backup.path} ({backup.saved_at}): {result.summary}; "
+              "every job reads back as the backup holds it (CVAT gives restored objects new "
+              "ids)", file=out)
         return 0
-    print(f"error: restored {where}, but it reads back different from {backup.path} "
-          f"({result.summary})", file=err)
+    print(f"error: restored {where}, but job {', '.join(map(str, result.differing_jobs))} "
+          f"reads back different from {backup.path} ({result.summary})", file=err)
     return 1
 
 
