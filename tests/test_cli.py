@@ -41,6 +41,7 @@ def test_annotate_vtest_on_defaults_writes_cvat_tracks(vtest_xml):
 
     out, log = vtest_xml
     assert "tracks over 795 frames" in log
+    assert "warning" not in log  # every frame the header announces was decoded
     dataset = dm.Dataset.import_from(str(out), "cvat")
     boxes = [a for item in dataset for a in item.annotations]
     track_ids = {a.attributes["track_id"] for a in boxes}
@@ -247,3 +248,88 @@ def test_eval_sot_success_and_precision(capsys, tmp_path):
     bad.write_text("1,2,3\n")
     _one_line_error(capsys, ["eval", "--sot", "--gt", str(gt), "--pred", str(bad)],
                     "expected 4 numbers")
+
+
+# ----------------------------------------------------------------- truncated videos
+CUT_BYTES = 300_000  # vtest.avi's first 300 KB: its header still says 795 frames, 16 decode
+
+
+@pytest.fixture(scope="module")
+def truncated_video(tmp_path_factory, vtest_video):
+    path = tmp_path_factory.mktemp("truncated") / "vtest_cut.avi"
+    with open(vtest_video, "rb") as f:
+        path.write_bytes(f.read(CUT_BYTES))
+    return path
+
+
+def _decodable(path) -> int:
+    import cv2
+
+    capture, count = cv2.VideoCapture(str(path)), 0
+    while capture.read()[0]:
+        count += 1
+    capture.release()
+    return count
+
+
+def test_truncated_video_is_annotated_with_a_warning(capsys, tmp_path, truncated_video):
+    from autotrack.video import FrameSource
+
+    source = FrameSource(truncated_video)
+    decoded = _decodable(truncated_video)
+    assert source.declared_frames == source.info.frame_count == 795 and 0 < decoded < 795
+    out = tmp_path / "cut.txt"
+    assert main(["annotate", str(truncated_video), "-o", str(out), "-q"]) == 0
+    err = capsys.readouterr().err
+    assert (f"warning: vtest_cut.avi: the header says 795 frames but only {decoded} could be "
+            f"decoded; the output covers frames 0-{decoded - 1}") in err
+    assert (f"tracks over {decoded} frames (frames 0-{decoded - 1} of the 795 the header "
+            "announces);") in err
+    assert max(int(t.frames.max()) for t in read_mot(out).values()) <= decoded - 1
+
+
+def test_shortfall_only_where_frames_are_missing(tmp_path, vtest_video, bedroom_dir):
+    from autotrack.video import FrameSource
+
+    video = FrameSource(vtest_video)
+    assert video.shortfall(795) is None and video.shortfall(800) is None
+    assert video.shortfall(0).endswith("the output covers no frames")
+    folder = FrameSource(bedroom_dir)
+    assert folder.declared_frames == folder.info.frame_count and folder.shortfall(200) is None
+
+
+def test_truncated_video_warns_on_the_masks_path(capsys, monkeypatch, tmp_path, truncated_video):
+    """annotate --segmenter reads frames the same way: the same warning and summary (the
+    segmenter is a stand-in here; the real ones are tested in test_vos_offline)."""
+    import numpy as np
+
+    import autotrack.cli
+    from autotrack.vos.base import MemoryStats
+
+    class Square:
+        def reset(self):
+            pass
+
+        def forget(self, object_id):
+            pass
+
+        def step(self, image, prompts=()):
+            mask = np.zeros(image.shape[:2], bool)
+            mask[100:300, 400:500] = True
+            return {1: mask}
+
+        def memory_stats(self):
+            return MemoryStats(1, 0, 1)
+
+    monkeypatch.setattr(autotrack.cli, "_build_segmenter", lambda args, texts: Square())
+    prompts = tmp_path / "prompts.json"
+    prompts.write_text('{"objects": [{"id": 1, "label": "person", "frame": 0, '
+                       '"box": [400, 100, 500, 300]}]}')
+    decoded = _decodable(truncated_video)
+    out = tmp_path / "masks.xml"
+    assert main(["annotate", str(truncated_video), "-o", str(out), "-q", "--segmenter", "sam2",
+                 "--prompts", str(prompts), "--checkpoint", str(tmp_path / "unused.pt")]) == 0
+    err = capsys.readouterr().err
+    assert f"the header says 795 frames but only {decoded} could be decoded" in err
+    assert (f"1 objects over {decoded} frames (frames 0-{decoded - 1} of the 795 the header "
+            "announces);") in err

@@ -167,6 +167,30 @@ def test_cpu_and_gpu_configs_declare_the_same_function(function):
     assert cpu["spec"]["handler"] == gpu["spec"]["handler"]
 
 
+ALL_CONFIGS = sorted(SERVERLESS.glob("*/nuclio/function*.yaml"))
+OPENCV_SYSTEM_LIBS = ("libgl1", "libglib2.0-0")  # libGL.so.1 and libglib-2.0.so.0
+
+
+@pytest.mark.parametrize("path", ALL_CONFIGS, ids=lambda p: f"{p.parents[1].name}/{p.name}")
+def test_image_has_the_system_libraries_opencv_python_needs(path: Path):
+    """Our wheel pulls opencv-python (the cv2 every peer pulls too, so one cv2 per env), whose
+    cv2 loads libGL.so.1 and libglib-2.0 at import; python:3.x-slim has neither. They are
+    installed by an apt-get step before any pip step, in one layer that drops apt's lists."""
+    config = _load(path)
+    assert "slim" in config["spec"]["build"]["baseImage"]  # what makes the step necessary
+    runs = _directives(config)
+    wheel = [i for i, run in enumerate(runs) if "pip install" in run and "/opt/nuclio/*.whl" in run]
+    assert wheel, "the image installs our wheel"
+    apt = [i for i, run in enumerate(runs) if "apt-get install" in run
+           and all(lib in run.split() for lib in OPENCV_SYSTEM_LIBS)]
+    assert apt, f"no apt-get install of {' '.join(OPENCV_SYSTEM_LIBS)}"
+    run = runs[apt[0]]
+    assert run.startswith("apt-get update && ") and "-y --no-install-recommends" in run
+    assert run.endswith("&& rm -rf /var/lib/apt/lists/*")
+    first_pip = min(i for i, run in enumerate(runs) if "pip install" in run)
+    assert apt[0] < first_pip <= wheel[0]
+
+
 def test_yolox_gpu_swaps_onnxruntime_for_the_gpu_build():
     runs = " && ".join(_directives(_load(SERVERLESS / "yolox/nuclio/function-gpu.yaml")))
     assert "pip uninstall -y onnxruntime" in runs and "onnxruntime-gpu[cuda,cudnn]" in runs

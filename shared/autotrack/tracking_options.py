@@ -1,6 +1,6 @@
 """The tracking settings both annotation commands expose, and the tracker they build.
 
-``autotrack annotate`` (videos on disk) and ``tools/annotate_task.py`` (CVAT tasks) share
+``autotrack annotate`` (videos on disk) and ``autotrack task annotate`` (CVAT tasks) share
 these options, their defaults and their checks, so the two give the same tracks.
 """
 

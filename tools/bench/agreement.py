@@ -34,6 +34,10 @@ ULTRALYTICS_DEFAULT = ByteTrackConfig(  # ultralytics/cfg/trackers/bytetrack.yam
     match_thresh=0.8, fuse_score=True)
 CONFIGS = {"ours (MOT17)": OURS_DEFAULT, "ultralytics defaults": ULTRALYTICS_DEFAULT}
 Frames = list[Detections]
+# --quick checks that the script still runs end to end, on the least input that does
+QUICK_VTEST_FRAMES = 100
+QUICK_SYNTHETIC_FRAMES = 30
+QUICK_SOLVER_TRIALS = 100
 
 
 # ----------------------------------------------------------------------------- sources
@@ -66,13 +70,15 @@ def _detections(rows: Sequence[tuple[float, ...]]) -> Detections:
 
 
 def sources(quick: bool) -> dict[str, Frames]:
-    frames = 100 if quick else 300
+    frames = QUICK_SYNTHETIC_FRAMES if quick else 300
     vtest = vtest_detections()
+    if quick:
+        vtest = vtest[:QUICK_VTEST_FRAMES]
     found = {f"YOLOX-Nano vtest ({len(vtest)} f)": vtest}
     for objects in (20, 200):
         scene = make_scene(SceneConfig(objects=objects, frames=frames, seed=objects))
         found[f"synthetic {objects} obj ({frames} f)"] = scene.detections
-    for name in ("TUD-Campus", "TUD-Stadtmitte"):
+    for name in ("TUD-Campus",) if quick else ("TUD-Campus", "TUD-Stadtmitte"):
         detections = jittered_ground_truth(name)
         found[f"{name} jittered gt ({len(detections)} f)"] = detections
     return found
@@ -347,7 +353,10 @@ Systematic differences (from ultralytics 8.4 `trackers/byte_tracker.py`,
 # -------------------------------------------------------------------------------- main
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="100 synthetic frames, not 300")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"check the script runs, no numbers: {QUICK_VTEST_FRAMES} vtest and "
+                             f"{QUICK_SYNTHETIC_FRAMES} synthetic frames, TUD-Campus only, "
+                             f"{QUICK_SOLVER_TRIALS} solver trials")
     args = parser.parse_args(argv)
 
     print(header("Agreement of our ByteTrack with ultralytics' BYTETracker"))
@@ -380,7 +389,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print("\nAssignment solvers on random matrices (threshold 0.8): ultralytics' "
           "`matching.linear_assignment` (lap.lapjv) vs our `linear_assignment` (SciPy):\n")
     print(markdown_table(["cost matrices", "trials", "same pairs", "same total saving"],
-                         solver_ties()))
+                         solver_ties(QUICK_SOLVER_TRIALS if args.quick else 2000)))
     print(f"\nSymmetric tie (two boxes at equal IoU from one track): {symmetric_tie()}.\n")
     print(ROOT_CAUSES, end="")
 

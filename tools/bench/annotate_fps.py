@@ -26,12 +26,13 @@ from common import header, markdown_table, use_local_models, vtest_video
 from autotrack.cli import build_parser
 from autotrack.detectors import Detector, class_filter, load_detector
 from autotrack.export import write_tracks
+from autotrack.keyframes import DEFAULT_KEYFRAME_IOU
 from autotrack.pipeline import AnnotationResult, track_video
 from autotrack.tracking_options import TrackingOptions
 from autotrack.video import FrameSource, VideoInfo
 
 STAGES = ("decode", "detect", "track", "output")
-QUICK_FRAMES = 150
+QUICK_FRAMES = 30  # --quick: checks that the script still runs, not a measurement
 
 
 class FirstFrames:
@@ -67,21 +68,30 @@ def annotate_once(args: argparse.Namespace, detector: Detector, limit: int | Non
     tracker = options.tracker(source.info.fps)
     class_ids = class_filter(detector.class_names, None)
     result: AnnotationResult = track_video(frames, detector, tracker,  # type: ignore[arg-type]
-                                           class_ids=class_ids, smooth=options.smooth)
+                                           class_ids=class_ids, smooth=options.smooth,
+                                           refine=options.refine_config(source.info.fps))
     output = folder / Path(args.output).name
     started = time.perf_counter()
     write_tracks(output, "cvat-video", result.tracks, result.class_names,
                  frame_count=result.frames_read, width=result.video.width,
-                 height=result.video.height, min_iou=args.keyframe_iou)
+                 height=result.video.height, min_iou=box_keyframe_iou(args))
     result.times.output = time.perf_counter() - started
     return Run({stage: getattr(result.times, stage) for stage in STAGES}, result.frames_read,
                len(result.tracks), output.stat().st_size)
 
 
+def box_keyframe_iou(args: argparse.Namespace) -> float:
+    """``--keyframe-iou`` as ``cli.annotate`` resolves it for boxes. The parser's default is
+    None because boxes and masks (``--segmenter``) have different defaults; passing that None
+    on to ``write_tracks`` was this script's TypeError in ``thin_keyframes``."""
+    return args.keyframe_iou if args.keyframe_iou is not None else DEFAULT_KEYFRAME_IOU
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
-                        help=f"first {QUICK_FRAMES} frames, one run")
+                        help=f"check the script runs, no numbers: first {QUICK_FRAMES} frames, "
+                             "one run")
     parser.add_argument("--repeats", type=int, help="runs, best total kept (default 5; 1 quick)")
     options = parser.parse_args(argv)
     repeats = options.repeats or (1 if options.quick else 5)

@@ -38,6 +38,10 @@ QUALITY_TRACKERS = ("ours: annotate", "ours: online", "roboflow", "ultralytics")
 OUTPUT_MIN_IOU = 0.5  # an output box stands for the input box it overlaps this much
 MOT_SEQUENCES = ("TUD-Campus", "TUD-Stadtmitte")  # real pedestrian trajectories (MOT15)
 METRIC_HEADERS = ("HOTA", "DetA", "AssA", "LocA", "MOTA", "IDF1", "ID switches")
+# --quick checks that the script still runs end to end, on the least input that does
+QUICK_VTEST_FRAMES = 50
+QUICK_SYNTHETIC_FRAMES = 30
+QUICK_MOT_SEQUENCES = MOT_SEQUENCES[:1]
 
 
 @dataclass(frozen=True)
@@ -184,13 +188,13 @@ def quality_sets(quick: bool, seeds: int, synthetic_seeds: int) -> list[QualityS
     """Real trajectories with detector-like detections (seeds 0..S-1), then the synthetic
     scenes (seed = objects + k: k = 0 is the scene timed above)."""
     found = []
-    for name in MOT_SEQUENCES:
+    for name in QUICK_MOT_SEQUENCES if quick else MOT_SEQUENCES:
         truth = mot_truth(name)
         per_frame = sum(len(i) for i in truth.ids) / truth.frames
         found.append(QualitySet(
             f"{name} ({truth.frames} f, {truth.objects} ids, {per_frame:.1f}/f)",
             [(truth, detector_like(truth, seed)) for seed in range(seeds)]))
-    frames = 100 if quick else 300
+    frames = QUICK_SYNTHETIC_FRAMES if quick else 300
     for objects in (20, 200):
         runs = []
         for k in range(synthetic_seeds):
@@ -260,10 +264,11 @@ def quality_tables(sets: Sequence[QualitySet]) -> tuple[list[list[object]], list
 
 # ----------------------------------------------------------------------------- main
 def sources(quick: bool) -> list[Source]:
-    frames = 100 if quick else 300
+    frames = QUICK_SYNTHETIC_FRAMES if quick else 300
     vtest = vtest_detections()
-    found = [Source(f"YOLOX-Nano on vtest.avi ({len(vtest[:200] if quick else vtest)} frames)",
-                    vtest[:200] if quick else vtest, None)]
+    if quick:
+        vtest = vtest[:QUICK_VTEST_FRAMES]
+    found = [Source(f"YOLOX-Nano on vtest.avi ({len(vtest)} frames)", vtest, None)]
     for objects in (20, 200):
         scene = make_scene(SceneConfig(objects=objects, frames=frames, seed=objects))
         found.append(Source(f"synthetic, {objects} objects ({frames} frames)",
@@ -273,16 +278,19 @@ def sources(quick: bool) -> list[Source]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer frames and repeats")
-    parser.add_argument("--repeats", type=int, help="rounds of best-of timing (default 7; 2 quick)")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"check the script runs, no numbers: {QUICK_VTEST_FRAMES} vtest and "
+                             f"{QUICK_SYNTHETIC_FRAMES} synthetic frames, {QUICK_MOT_SEQUENCES[0]} "
+                             "only, one run and one seed each")
+    parser.add_argument("--repeats", type=int, help="rounds of best-of timing (default 7; 1 quick)")
     parser.add_argument("--seeds", type=int,
-                        help="detection seeds per MOT sequence, metrics (default 10; 2 quick)")
+                        help="detection seeds per MOT sequence, metrics (default 10; 1 quick)")
     parser.add_argument("--synthetic-seeds", type=int,
-                        help="scenes per synthetic size for the metrics (default 5; 2 quick)")
+                        help="scenes per synthetic size for the metrics (default 5; 1 quick)")
     args = parser.parse_args(argv)
-    repeats = args.repeats or (2 if args.quick else 7)
-    seeds = args.seeds or (2 if args.quick else 10)
-    synthetic_seeds = args.synthetic_seeds or (2 if args.quick else 5)
+    repeats = args.repeats or (1 if args.quick else 7)
+    seeds = args.seeds or (1 if args.quick else 10)
+    synthetic_seeds = args.synthetic_seeds or (1 if args.quick else 5)
 
     print(header("Association throughput: our ByteTrack vs roboflow trackers vs ultralytics"))
     print(f"Best of {repeats} interleaved runs per tracker, `update` calls only, inputs "

@@ -293,17 +293,41 @@ def reid_similarity(scene: CrossingScene, min_iou: float = 0.5) -> tuple[float, 
     return float(cos[same].mean()), float(cos[different].mean()), len(y)
 
 
-if __name__ == "__main__":  # write a preview: python tools/bench/crossing_scenes.py SEQ SEED T
-    sequence = sys.argv[1] if len(sys.argv) > 1 else "TUD-Stadtmitte"
-    seed = int(sys.argv[2]) if len(sys.argv) > 2 else 0
-    at = int(sys.argv[3]) if len(sys.argv) > 3 else 60
-    for t, (frame, ids, boxes) in enumerate(render(sequence, seed)):
-        if t == at:
+def main(argv: list[str] | None = None) -> None:
+    """Write a preview PNG of one rendered frame, truth boxes and ids drawn on it."""
+    import argparse
+    import tempfile
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(description="Preview one frame of a rendered crossing "
+                                                 "scene (PNG in $AUTOTRACK_BENCH_CACHE).")
+    parser.add_argument("sequence", nargs="?", default="TUD-Stadtmitte")
+    parser.add_argument("seed", nargs="?", type=int, default=0)
+    parser.add_argument("frame", nargs="?", type=int, default=60)
+    parser.add_argument("--quick", action="store_true",
+                        help="check the script runs: frame 0 of TUD-Campus, seed 0, written to "
+                             "a temporary folder and removed")
+    args = parser.parse_args(argv)
+    sequence, seed, at = ("TUD-Campus", 0, 0) if args.quick else (args.sequence, args.seed,
+                                                                   args.frame)
+    with tempfile.TemporaryDirectory(prefix="crossing-preview-") as tmp:
+        folder = Path(tmp) if args.quick else _cache_dir()
+        for t, (frame, ids, boxes) in enumerate(render(sequence, seed)):
+            if t < at:
+                continue
             for i, b in zip(ids, boxes.astype(int)):
                 cv2.rectangle(frame, tuple(b[:2]), tuple(b[2:]), (0, 255, 0), 1)
                 cv2.putText(frame, str(i), tuple(b[:2] + [2, 14]), 0, 0.5, (0, 255, 0), 1)
-            out = _cache_dir() / f"preview-{sequence}-{seed}-{t}.png"
+            out = folder / f"preview-{sequence}-{seed}-{t}.png"
             out.parent.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(out), frame)
-            print(out, f"pool of {len(crop_pool())} crops")
-            break
+            if not cv2.imwrite(str(out), frame) or cv2.imread(str(out)) is None:
+                raise SystemExit(f"{out}: could not write the preview")
+            print(f"{sequence} seed {seed} frame {t}: {len(ids)} people pasted, "
+                  f"{frame.shape[1]}x{frame.shape[0]}, pool of {len(crop_pool())} crops; "
+                  + ("preview written and removed (--quick)" if args.quick else str(out)))
+            return
+    raise SystemExit(f"{sequence} has no frame {at}")
+
+
+if __name__ == "__main__":  # python tools/bench/crossing_scenes.py [SEQ SEED FRAME] [--quick]
+    main()

@@ -15,12 +15,15 @@ vtest.avi (795 frames) looped; one box prompt on frame 0. Random weights (seeded
 a small input size (``--image-size``, default 128) so 1,000 frames take minutes.
 
     python tools/bench/vos_memory.py            # ~35 min on 2 cores
-    python tools/bench/vos_memory.py --quick    # 10 and 20 frames, bedroom only, ~1 min
+    python tools/bench/vos_memory.py --quick    # sam2 and sam2-official, 2 and 4 bedroom
+                                                # frames, 2 children at a time: a check
+                                                # that it runs, ~15 s; no numbers
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import os
 import resource
@@ -40,6 +43,11 @@ from common import header, shared_data  # noqa: E402
 SEGMENTERS = ("sam2", "xmem", "sam3", "sam2-official")
 SOURCES = {"bedroom": [330, 120, 560, 530], "vtest": [430, 80, 490, 260]}
 LIMIT = 1.10
+# --quick: ours and the official predictor (both child code paths), the shortest lengths
+QUICK_SEGMENTERS = ("sam2", "sam2-official")
+QUICK_SOURCES = ("bedroom",)
+QUICK_FRAMES = "2,4"
+QUICK_JOBS = 2
 
 
 # ------------------------------------------------------------------------------ frames
@@ -92,8 +100,10 @@ def jpeg_folder(source: str, n: int, scratch: Path) -> Path:
         src = extracted / f"{index:05d}.jpg"
         if source == "bedroom":
             src = frames.files[index]
-        elif not src.exists():
-            frames.cv2.imwrite(str(src), frames(index))
+        elif not src.exists():  # atomic: children running at once may share this folder
+            partial = extracted / f"{index:05d}.{os.getpid()}.tmp.jpg"
+            frames.cv2.imwrite(str(partial), frames(index))
+            partial.replace(src)
         (folder / f"{t:05d}.jpg").symlink_to(src)
     return folder
 
@@ -185,12 +195,14 @@ def child(args) -> None:
 
 
 # ------------------------------------------------------------------------------ parent
-def measure(segmenter: str, source: str, n: int, image_size: int, scratch: Path) -> dict:
+def measure(segmenter: str, source: str, n: int, image_size: int, scratch: Path,
+            jobs: int = 1) -> dict:
     command = [sys.executable, __file__, "--child", "--segmenter", segmenter, "--source", source,
                "--frames", str(n), "--image-size", str(image_size), "--scratch", str(scratch)]
+    threads = max(1, (os.cpu_count() or 1) // jobs)
     done = subprocess.run(command, capture_output=True, text=True,
                           env={**os.environ, "OMP_NUM_THREADS": os.environ.get(
-                              "OMP_NUM_THREADS", str(os.cpu_count()))})
+                              "OMP_NUM_THREADS", str(threads))})
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode or not lines:
         raise RuntimeError(f"{segmenter} {source} {n}: exit {done.returncode}\n"
@@ -200,11 +212,18 @@ def measure(segmenter: str, source: str, n: int, image_size: int, scratch: Path)
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="10 and 20 frames, bedroom only")
+    parser.add_argument("--quick", action="store_true",
+                        help="check the script runs, no numbers: "
+                             f"{', '.join(QUICK_SEGMENTERS)} on {QUICK_FRAMES} frames of "
+                             f"{', '.join(QUICK_SOURCES)}, {QUICK_JOBS} children at a time "
+                             "(options given explicitly still apply)")
     parser.add_argument("--image-size", type=int, default=128)
-    parser.add_argument("--segmenters", default=",".join(SEGMENTERS))
-    parser.add_argument("--sources", default=",".join(SOURCES))
+    parser.add_argument("--segmenters", help=f"default {','.join(SEGMENTERS)}")
+    parser.add_argument("--sources", help=f"default {','.join(SOURCES)}")
     parser.add_argument("--frames", default=None, help="two lengths, e.g. 100,1000")
+    parser.add_argument("--jobs", type=int,
+                        help="children run at once (default 1: measured alone; the peak RSS "
+                             "of each is its own either way, its s/frame is not)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--segmenter", help=argparse.SUPPRESS)
     parser.add_argument("--source", help=argparse.SUPPRESS)
@@ -214,22 +233,32 @@ def main(argv=None) -> int:
         args.frames = int(args.frames)
         child(args)
         return 0
-    lengths = [int(v) for v in (args.frames or ("10,20" if args.quick else "100,1000")).split(",")]
-    sources = ["bedroom"] if args.quick else args.sources.split(",")
-    segmenters = args.segmenters.split(",")
+    quick = args.quick
+    lengths = [int(v) for v in (args.frames or (QUICK_FRAMES if quick else "100,1000")).split(",")]
+    sources = (args.sources.split(",") if args.sources
+               else list(QUICK_SOURCES if quick else SOURCES))
+    segmenters = (args.segmenters.split(",") if args.segmenters
+                  else list(QUICK_SEGMENTERS if quick else SEGMENTERS))
+    jobs = args.jobs or (QUICK_JOBS if quick else 1)
     print(header(f"vos_memory: peak memory at {lengths[0]} and {lengths[-1]} frames, "
                  f"{args.image_size} px, random weights, CPU"))
+    if jobs > 1:
+        print(f"{jobs} children at a time: each peak RSS is its own, s/frame is shared time.\n")
     print("| segmenter | frames | video | peak RSS MiB | model RSS MiB | held MiB | frames kept "
           "| s/frame |")
     print("|---|---:|---|---:|---:|---:|---:|---:|")
     scratch = Path(tempfile.mkdtemp(prefix="vos_memory_"))
     ratios, failed = [], False
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs))
     try:
+        runs = {(source, segmenter, n): pool.submit(measure, segmenter, source, n,
+                                                    args.image_size, scratch, jobs)
+                for source in sources for segmenter in segmenters for n in lengths}
         for source in sources:
             for segmenter in segmenters:
                 peaks = []
                 for n in lengths:
-                    r = measure(segmenter, source, n, args.image_size, scratch)
+                    r = runs[source, segmenter, n].result()  # in order, whatever ran first
                     peaks.append(r["peak_rss"])
                     print(f"| {segmenter} | {n} | {source} | {r['peak_rss'] / 2**20:.0f} | "
                           f"{r['build_rss'] / 2**20:.0f} | {r['feature_bytes'] / 2**20:.2f} | "
@@ -237,6 +266,7 @@ def main(argv=None) -> int:
                 ratio = peaks[-1] / peaks[0]
                 ratios.append((segmenter, source, ratio))
     finally:
+        pool.shutdown(cancel_futures=True)  # after a failure, start no further children
         shutil.rmtree(scratch, ignore_errors=True)
     print()
     print(f"| segmenter | video | peak({lengths[-1]}) / peak({lengths[0]}) |")
