@@ -249,3 +249,15 @@ def test_segmenter_needs_prompts_on_the_frame(server, sam2_checkpoint, tmp_path)
     bad = run_tool(server, str(task.id), "--segmenter", "sam2", backup_dir=tmp_path)
     assert bad.rc == 2 and "--prompts-from-frame" in bad.err
     assert not server.recorded(task=task, methods=WRITES)
+
+
+@pytest.mark.parametrize("command", ["annotate", "restore"])
+def test_installed_entry_point_has_the_task_commands(command):
+    import subprocess
+
+    from test_annotate_task import AUTOTRACK
+
+    done = subprocess.run([str(AUTOTRACK), "task", command, "--help"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "--server-host" in done.stdout and "--auth USER[:PASS]" in done.stdout
