@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from autotrack.cvat.task.annotations import canonical, fingerprint
+from autotrack.cvat.task.annotations import canonical, fingerprint, without_ids
 from autotrack.cvat.task.backup import Manifest, load_backup
 from autotrack.cvat.task.connection import (
     Credentials,
@@ -102,14 +102,6 @@ def visible_frames(track: dict[str, Any], last_frame: int) -> int:
         end = following["frame"] if following is not None else last_frame + 1
         total += end - shape["frame"]
     return total
-
-
-def drop_ids(item: Any) -> Any:
-    if isinstance(item, dict):
-        return {k: drop_ids(v) for k, v in item.items() if k != "id"}
-    if isinstance(item, list):
-        return [drop_ids(v) for v in item]
-    return item
 
 
 def patch_bodies(server: CvatTestServer, task: Any, action: str) -> list[dict[str, Any]]:
@@ -208,7 +200,7 @@ def test_tracks_read_back_as_sent(full_run):
     sent = full_run.sent
     assert len(new) == len(sent)
     for got, want in zip(sorted(new, key=lambda t: t["id"]), sent, strict=True):
-        got = drop_ids(got)
+        got = without_ids(got)
         assert got.pop("elements") == []
         assert got == want
     # what was there before is still there, ids included
@@ -235,7 +227,7 @@ def test_backup_restores_the_task_exactly(full_run, server):
     assert canonical(server.stored(task), ids=False) == canonical(full_run.before, ids=False)
     puts = server.recorded(task=task, methods=("PUT",))
     assert len(puts) == 1 and puts[0].status == 200 and puts[0].path.startswith("/api/jobs/")
-    assert drop_ids(puts[0].body) == puts[0].body
+    assert without_ids(puts[0].body) == puts[0].body
     # the restore saved what it replaced, so it can be undone in turn
     safety = [p for p in full_run.backups.glob("*.json") if p != full_run.backup
               and "created-tracks" not in p.name]

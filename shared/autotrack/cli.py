@@ -60,15 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     masks.add_argument("--text", metavar="NAMES",
                        help="sam3: comma-separated concepts to find and follow, e.g. car,person "
                             "(they become the CVAT labels)")
-    masks.add_argument("--checkpoint", metavar="PATH",
-                       help="official weights (default: $AUTOTRACK_SAM2_CHECKPOINT, "
-                            "$AUTOTRACK_XMEM_CHECKPOINT or $AUTOTRACK_SAM3_CHECKPOINT)")
-    masks.add_argument("--image-size", type=int, metavar="N",
-                       help="segmenter input size (sam2: multiple of 32, default 1024; "
-                            "xmem: shorter side, default 480)")
-    masks.add_argument("--polygons", action="store_true",
-                       help="write polygon tracks (CVAT tracks, editable) instead of per-frame "
-                            "masks (CVAT has no mask tracks)")
+    from autotrack.vos.factory import add_segmenter_arguments
+
+    add_segmenter_arguments(masks)
     annotate.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     from autotrack.evaluate.cli import add_eval_parser
 

@@ -30,7 +30,7 @@ from itertools import pairwise
 from typing import Any
 
 from autotrack.errors import InputError
-from autotrack.masks import mask_to_polygon
+from autotrack.vos.mask_tracks import polygon_keyframes
 
 
 def _shape_fields(frame: int, points: list[float], shape_type: str) -> dict[str, Any]:
@@ -61,32 +61,6 @@ def _mask_shapes(track, label_id: int, group: int, number, frame_count: int,
         for index in range(first, min(stop, frame_count)):
             shapes.append({**_shape_fields(number(index), points, "mask"), "label_id": label_id,
                            "group": group, "source": source, "outside": False})
-    return shapes
-
-
-def _polygon_keyframes(track, frame_count: int,
-                       tolerance: float) -> list[tuple[int, list[float], bool]]:
-    """(frame index, flat points, outside) keyframes of one polygon track (module docstring)."""
-    shapes: list[tuple[int, list[float], bool]] = []
-    held: list[float] | None = None  # the outline CVAT shows now; None when hidden
-    for first, _stop, keyframe in track.spans():
-        if first >= frame_count:
-            break
-        polygon = None
-        if not keyframe.outside:
-            flat = mask_to_polygon(keyframe.mask(track.height, track.width), tolerance)
-            polygon = None if flat is None else [round(v, 2) + 0.0 for v in flat]
-        if polygon is None:
-            if held is not None:
-                shapes.append((first, held, True))  # same points: CVAT holds up to here
-                held = None
-            continue
-        if polygon == held:
-            continue
-        if held is not None and shapes[-1][0] < first - 1:
-            shapes.append((first - 1, held, False))  # hold the old outline until here
-        shapes.append((first, polygon, False))
-        held = polygon
     return shapes
 
 
@@ -132,7 +106,7 @@ def mask_tracks_json(
         shapes.sort(key=lambda s: s["frame"])
         return {"shapes": shapes, "tracks": out_tracks}
     for track in kept:
-        keyframes = _polygon_keyframes(track, frame_count, polygon_tolerance)
+        keyframes = polygon_keyframes(track, frame_count, polygon_tolerance)
         if not keyframes:
             continue
         if end_frame is not None and not keyframes[-1][2]:

@@ -198,30 +198,14 @@ def _points_text(points) -> str:
 def _polygon_track(root: ET.Element, output_id: int, track, frame_count: int, source: str,
                    tolerance: float) -> int:
     """One polygon ``<track>`` (module docstring); returns its visible keyframes."""
-    from autotrack.masks import mask_to_polygon
+    from autotrack.vos.mask_tracks import polygon_keyframes
 
-    shapes: list[tuple[int, str, bool]] = []  # (frame, points text, outside)
-    visible_keyframes = 0
-    held: str | None = None  # the polygon CVAT shows now; None when hidden
-    for first, _stop, keyframe in track.spans():
-        if first >= frame_count:
-            break
-        polygon = None
-        if not keyframe.outside:
-            flat = mask_to_polygon(keyframe.mask(track.height, track.width), tolerance)
-            polygon = None if flat is None else _points_text(zip(flat[0::2], flat[1::2]))
-        if polygon is None:
-            if held is not None:
-                shapes.append((first, held, True))  # same points: CVAT holds up to here
-                held = None
-            continue
-        if polygon == held:
-            continue
-        if held is not None and shapes[-1][0] < first - 1:
-            shapes.append((first - 1, held, False))  # hold the old outline until here
-        shapes.append((first, polygon, False))
-        visible_keyframes += 1
-        held = polygon
+    shapes = [(frame, _points_text(zip(flat[0::2], flat[1::2])), outside)
+              for frame, flat, outside in polygon_keyframes(track, frame_count, tolerance)]
+    # a keyframe that only holds the previous outline up to a change is not a new one
+    visible_keyframes = sum(1 for k, (_, points, outside) in enumerate(shapes)
+                            if not outside and (k == 0 or shapes[k - 1][2]
+                                                or shapes[k - 1][1] != points))
     if not shapes:
         return 0
     element = ET.SubElement(root, "track", {

@@ -105,6 +105,20 @@ def interactor_factory(environ: Mapping[str, str] | None = None,
     return build
 
 
+def add_segmenter_arguments(group: Any) -> None:
+    """The options every command that runs a segmenter shares (an argparse group):
+    ``--checkpoint``, ``--image-size`` (read by :func:`build_segmenter`) and ``--polygons``."""
+    group.add_argument("--checkpoint", metavar="PATH",
+                       help="official weights (default: $AUTOTRACK_SAM2_CHECKPOINT, "
+                            "$AUTOTRACK_XMEM_CHECKPOINT or $AUTOTRACK_SAM3_CHECKPOINT)")
+    group.add_argument("--image-size", type=int, metavar="N",
+                       help="segmenter input size (sam2: multiple of 32, default 1024; "
+                            "xmem: shorter side, default 480)")
+    group.add_argument("--polygons", action="store_true",
+                       help="write polygon tracks (CVAT tracks, editable) instead of per-frame "
+                            "masks (CVAT has no mask tracks)")
+
+
 def build_segmenter(kind: str, texts: Sequence[str] = (), *, checkpoint: str | None = None,
                     device: str | None = None, image_size: int | None = None) -> Any:
     """``kind``'s segmenter (sam2, xmem) or concept tracker (sam3, finding ``texts``) on
@@ -136,5 +150,5 @@ def build_segmenter(kind: str, texts: Sequence[str] = (), *, checkpoint: str | N
     return build_sam3_concept_tracker(list(texts), checkpoint, device=device, **size)
 
 
-__all__ = ["build_segmenter", "MASK_KINDS", "SegmenterFactory", "interactor_factory", "model_options",
+__all__ = ["add_segmenter_arguments", "build_segmenter", "MASK_KINDS", "SegmenterFactory", "interactor_factory", "model_options",
            "segmenter_factory"]

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from autotrack.masks import decode_cvat_mask, encode_cvat_mask
+from autotrack.masks import decode_cvat_mask, encode_cvat_mask, mask_to_polygon
 
 DEFAULT_MASK_KEYFRAME_IOU = 0.95
 
@@ -184,3 +184,32 @@ def mask_keyframe_stats(tracks: Sequence[MaskTrack]) -> MaskKeyframeStats:
     total = sum(len(t.keyframes) for t in tracks)
     return MaskKeyframeStats(len(tracks), sum(t.visible_frames for t in tracks),
                              total - outside, outside)
+
+
+def polygon_keyframes(track: MaskTrack, frame_count: int,
+                       tolerance: float) -> list[tuple[int, list[float], bool]]:
+    """(frame index, flat points rounded to 0.01 px, outside) keyframes of ``track`` as a
+    CVAT polygon track: a keyframe where the outline changes, the old outline held up to the
+    frame before a change (CVAT would otherwise morph it), an outside keyframe where the
+    object leaves. Frames from ``frame_count`` on are left out."""
+    shapes: list[tuple[int, list[float], bool]] = []
+    held: list[float] | None = None  # the outline CVAT shows now; None when hidden
+    for first, _stop, keyframe in track.spans():
+        if first >= frame_count:
+            break
+        polygon = None
+        if not keyframe.outside:
+            flat = mask_to_polygon(keyframe.mask(track.height, track.width), tolerance)
+            polygon = None if flat is None else [round(v, 2) + 0.0 for v in flat]
+        if polygon is None:
+            if held is not None:
+                shapes.append((first, held, True))  # same points: CVAT holds up to here
+                held = None
+            continue
+        if polygon == held:
+            continue
+        if held is not None and shapes[-1][0] < first - 1:
+            shapes.append((first - 1, held, False))  # hold the old outline until here
+        shapes.append((first, polygon, False))
+        held = polygon
+    return shapes

@@ -31,15 +31,9 @@ def add_mask_arguments(parser: argparse.ArgumentParser) -> None:
                             "per object to follow (from that frame on)")
     masks.add_argument("--text", metavar="NAMES",
                        help="sam3: comma-separated task labels to find and follow, e.g. car,person")
-    masks.add_argument("--checkpoint", metavar="PATH",
-                       help="official weights (default: $AUTOTRACK_SAM2_CHECKPOINT, "
-                            "$AUTOTRACK_XMEM_CHECKPOINT or $AUTOTRACK_SAM3_CHECKPOINT)")
-    masks.add_argument("--image-size", type=int, metavar="N",
-                       help="segmenter input size (sam2: multiple of 32, default 1024; "
-                            "xmem: shorter side, default 480)")
-    masks.add_argument("--polygons", action="store_true",
-                       help="write polygon tracks (editable, interpolated) instead of per-frame "
-                            "masks (CVAT has no mask tracks)")
+    from autotrack.vos.factory import add_segmenter_arguments
+
+    add_segmenter_arguments(masks)
 
 
 def check_segment_options(args: argparse.Namespace) -> None:
