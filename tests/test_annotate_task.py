@@ -541,3 +541,27 @@ def test_fingerprint_ignores_filled_in_defaults():
     assert fingerprint(read, defaults) == fingerprint(track, defaults)
     read["shapes"][0]["attributes"] = [{"spec_id": 8, "value": "bag"}]
     assert fingerprint(read, defaults) != fingerprint(track, defaults)
+
+
+def test_restore_reads_a_version_1_backup(server, tmp_path):
+    """A backup written before job-by-job backups (the task-level read alone) is put back
+    with one task-level PUT, without ids (CVAT cuts it into the jobs itself)."""
+    from autotrack.cvat.task.backup import BACKUP_FORMAT
+
+    task = server.add_task("v1-backup", ["person"], size=60)
+    person_made(server, task)
+    before = server.stored(task)
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps({
+        "format": BACKUP_FORMAT, "version": 1, "server": server.url, "resource": "task",
+        "id": task.id, "task_id": task.id, "saved_at": "2026-11-05T10:15:00Z",
+        "annotations": before}))
+    person = server.label_id(task, "person")
+    server.seed(task, {"shapes": [{"type": "rectangle", "frame": 7, "label_id": person,
+                                   "points": [1.0, 2.0, 30.0, 40.0], "source": "manual"}]})
+    run = run_tool(server, "restore", str(path), backup_dir=tmp_path)
+    assert run.rc == 0, run.err
+    assert canonical(server.stored(task), ids=False) == canonical(before, ids=False)
+    put = server.recorded(task=task, methods=("PUT",))[-1]
+    assert put.path.rstrip("/") == f"/api/tasks/{task.id}/annotations"
+    assert without_ids(put.body) == put.body
