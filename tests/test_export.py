@@ -1,11 +1,11 @@
-"""Exporters, checked by the tools that consume their files: datumaro, cvat-sdk, MOT readers."""
+"""Exporters, checked by what consumes their files: CVAT's XML importer (modelled in
+``tests/cvat_xml.py``), cvat-sdk, MOT readers."""
 
 from __future__ import annotations
 
 import json
 import re
 import xml.etree.ElementTree as ET
-from collections import defaultdict
 from dataclasses import replace
 
 import numpy as np
@@ -18,6 +18,7 @@ from autotrack.export.mot import read_mot, write_mot
 from autotrack.geometry import clip_boxes
 from autotrack.keyframes import thin_keyframes
 from autotrack.tracks import Track
+from cvat_xml import load_cvat_xml
 
 WIDTH, HEIGHT, FRAME_COUNT = 320, 240, 60
 CLASS_NAMES = ["person", "car", 'traffic light & "stop" <sign>']
@@ -54,36 +55,30 @@ def _expected_keyframes(tracks: list[Track], min_iou: float):
     ]
 
 
-@pytest.mark.parametrize("import_dir", [False, True])
-def test_datumaro_reads_back_the_keyframes(tmp_path, tracks, import_dir):
-    import datumaro as dm
-
+@pytest.mark.parametrize("from_path", [False, True])
+def test_cvat_import_reads_back_the_keyframes(tmp_path, tracks, from_path):
     xml_path = tmp_path / "annotations.xml"
     write_cvat_video(xml_path, tracks, CLASS_NAMES, frame_count=FRAME_COUNT, width=WIDTH,
                      height=HEIGHT, min_iou=0.9)
 
-    dataset = dm.Dataset.import_from(str(tmp_path if import_dir else xml_path), "cvat")
+    read = load_cvat_xml(xml_path if from_path else xml_path.read_bytes())
 
-    label_cat = dataset.categories()[dm.AnnotationType.label]
-    assert [c.name for c in label_cat] == [CLASS_NAMES[0], CLASS_NAMES[2]]  # used ones only
-    read = defaultdict(list)
-    for item in dataset:
-        for ann in item.annotations:
-            assert ann.type == dm.AnnotationType.bbox
-            x, y, w, h = ann.get_bbox()
-            read[ann.attributes["track_id"]].append((
-                item.attributes["frame"], label_cat[ann.label].name, ann.attributes["outside"],
-                ann.attributes["occluded"], ann.attributes["keyframe"], (x, y, x + w, y + h),
-            ))
+    task = read.task
+    assert [label.name for label in task.labels] == [CLASS_NAMES[0], CLASS_NAMES[2]]  # used
+    assert (task.size, task.width, task.height, task.mode) == (
+        FRAME_COUNT, WIDTH, HEIGHT, "interpolation")
+    assert read.shapes == [] and read.tags == []
     expected = _expected_keyframes(tracks, 0.9)
-    assert sorted(read) == list(range(len(tracks)))
-    for output_id, (track, keyframes) in enumerate(zip(tracks, expected)):
-        got = sorted(read[output_id])
-        assert [g[0] for g in got] == [k.frame for k in keyframes]
-        assert {g[1] for g in got} == {CLASS_NAMES[track.class_id]}
-        assert [g[2] for g in got] == [k.outside for k in keyframes]
-        assert not any(g[3] for g in got) and all(g[4] for g in got)
-        np.testing.assert_allclose([g[5] for g in got], [k.box for k in keyframes], atol=0.0101)
+    assert len(read.tracks) == len(tracks)  # in the order given
+    for got, track, keyframes in zip(read.tracks, tracks, expected):
+        assert got.label == CLASS_NAMES[track.class_id] and got.attributes == {}
+        assert got.frame == keyframes[0].frame
+        assert [s.frame for s in got.shapes] == [k.frame for k in keyframes]
+        assert [s.outside for s in got.shapes] == [k.outside for k in keyframes]
+        assert {s.type for s in got.shapes} == {"rectangle"}
+        assert not any(s.occluded for s in got.shapes) and all(s.keyframe for s in got.shapes)
+        np.testing.assert_allclose([s.points for s in got.shapes], [k.box for k in keyframes],
+                                   atol=0.0101)
 
 
 def test_cvat_xml_layout(tmp_path, tracks):

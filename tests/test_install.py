@@ -13,8 +13,6 @@ import re
 import tomllib
 from importlib.metadata import distribution, distributions, packages_distributions
 
-import pytest
-
 from conftest import REPO_ROOT
 
 
@@ -37,10 +35,6 @@ def test_core_dependency_is_opencv_python():
     assert "opencv-python" in installed, "the installed metadata is stale: pip install -e ."
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known and open: datumaro>=1.13 (the dev extra's CVAT XML checker) requires "
-    "opencv-python-headless, and datumaro<1.13 needs numpy<2.2, which trackeval 1.3 refuses; "
-    "user installs without the dev extra hold opencv-python alone"))
 def test_exactly_one_distribution_provides_cv2():
     providers = sorted(set(packages_distributions().get("cv2", [])))
     why = {p: _required_by(p.lower()) for p in providers}

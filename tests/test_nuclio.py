@@ -234,8 +234,16 @@ def test_ultralytics_boxes(ultralytics_boxes, small_png):
     assert {s["type"] for s in again} == {"rectangle"}
 
 
+def _coco_rle(runs, length: int):
+    """pycocotools' (compressed) RLE of a column of ``length`` pixels whose runs are ``runs``,
+    background first: equal for two run lists exactly when the runs are equal."""
+    from pycocotools import mask as mask_utils
+
+    return mask_utils.frPyObjects([{"counts": runs, "size": [length, 1]}], length, 1)[0]
+
+
 def test_ultralytics_masks_as_cvat_reads_them(ultralytics_masks, small_png):
-    from datumaro.util.mask_tools import mask_to_rle
+    from pycocotools import mask as mask_utils
 
     platform, handler = ultralytics_masks
     shapes = shapes_of(call(platform, handler, {"image": small_png}))
@@ -246,12 +254,17 @@ def test_ultralytics_masks_as_cvat_reads_them(ultralytics_masks, small_png):
         assert 0 <= x1 <= x2 < 160 and 0 <= y1 <= y2 < 120
         assert len(bits) == (x2 - x1 + 1) * (y2 - y1 + 1) and set(bits) <= {0, 1}
         assert any(bits)
-        # CVAT's lambda manager run-length encodes the bits itself; that must equal our RLE
-        # of the same bitmap, which cvat-sdk reads back (tests/test_masks.py)
+        # CVAT's lambda manager run-length encodes the flat bits itself (lambda_manager/views.py,
+        # LambdaJob._call_detector: mask_tools.mask_to_rle, background first), appends the box;
+        # that must equal our RLE of the same bitmap, which cvat-sdk reads back
+        # (tests/test_masks.py). pycocotools encodes the bits as one column, independently.
         mask = np.zeros((120, 160), dtype=bool)
         mask[y1:y2 + 1, x1:x2 + 1] = np.asarray(bits, dtype=bool).reshape(y2 - y1 + 1, -1)
-        server_rle = mask_to_rle(np.asarray(bits))["counts"].tolist() + [x1, y1, x2, y2]
-        assert server_rle == encode_cvat_mask(mask)
+        *ours, ox1, oy1, ox2, oy2 = encode_cvat_mask(mask)
+        assert [ox1, oy1, ox2, oy2] == [x1, y1, x2, y2]
+        column = np.asfortranarray(np.asarray(bits, dtype=np.uint8).reshape(-1, 1))
+        assert sum(ours) == len(bits)
+        assert _coco_rle(ours, len(bits)) == mask_utils.encode(column)
         if "points" in shape:  # the outline CVAT uses for "convert masks to polygons"
             points = shape["points"]
             assert len(points) >= 6 and len(points) % 2 == 0

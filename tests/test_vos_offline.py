@@ -1,6 +1,7 @@
 """Offline mask annotation: keyframe thinning on known masks, a real SAM2 (seeded random
-weights, 128 px) over bedroom frames into CVAT XML that datumaro reads back pixel for pixel,
-and the ``autotrack annotate --segmenter`` door."""
+weights, 128 px) over bedroom frames into CVAT XML that CVAT's importer (as modelled in
+``tests/cvat_xml.py``) reads back pixel for pixel, and the ``autotrack annotate --segmenter``
+door."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from autotrack.vos.base import MemoryStats
 from autotrack.vos.mask_tracks import MaskTrackBuilder, mask_iou, mask_keyframe_stats
 from autotrack.vos.offline import segment_frames, segment_video
 from autotrack.vos.prompts import parse_prompts
+from cvat_xml import load_cvat_xml
 
 H, W = 48, 64
 FRAMES = 6
@@ -188,52 +190,53 @@ def test_sam2_offline_run_gives_mask_tracks_within_the_threshold(sam2_run):
     assert 0 < result.keyframes.ratio <= 1
 
 
-def _datumaro_masks(folder, xml: bytes, frames: int) -> dict[int, list]:
-    import datumaro as dm
-
-    (folder / "images").mkdir(parents=True)
-    for t in range(frames):  # datumaro wants the frames beside the XML; their bytes are unused
-        (folder / "images" / f"frame_{t:06d}").touch()
-    (folder / "annotations.xml").write_bytes(xml)
-    dataset = dm.Dataset.import_from(str(folder), "cvat")
-    return {item.attributes["frame"]: item.annotations for item in dataset}
-
-
-def test_sam2_tracks_round_trip_through_datumaro_pixel_for_pixel(sam2_run, tmp_path):
+def test_sam2_tracks_round_trip_through_cvat_import_pixel_for_pixel(sam2_run):
     from autotrack.export.cvat_video import mask_tracks_xml
 
     result, _ = sam2_run
     xml = mask_tracks_xml(result.tracks, frame_count=result.frames_read, width=result.width,
                           height=result.height)
-    read = _datumaro_masks(tmp_path, xml, result.frames_read)
+    read = load_cvat_xml(xml)  # what CVAT imports, masks decoded as CVAT decodes them
+    assert read.tracks == [] and (read.task.width, read.task.height) == (960, 540)
+    assert [label.name for label in read.task.labels] == ["child", "bed"]
     group_of = {t.object_id: k + 1 for k, t in enumerate(result.tracks)}
+    label_of = {group_of[t.object_id]: t.label for t in result.tracks}
     compared = 0
     for t in range(result.frames_read):
-        got = {a.group: a.image.astype(bool) for a in read.get(t, [])}
+        shapes = read.shapes_at(t)
+        assert all(s.type == "mask" and s.label == label_of[s.group] for s in shapes)
+        got = {s.group: s.mask for s in shapes}
+        assert len(got) == len(shapes)  # one shape per object and frame
         expected = {group_of[tr.object_id]: tr.mask_at(t) for tr in result.tracks
                     if tr.mask_at(t).any()}
         assert got.keys() == expected.keys()
         for group, mask in expected.items():
             assert np.array_equal(got[group], mask)
             compared += 1
+    assert compared == len(read.shapes)
     assert compared == result.tracks[0].visible_frames + result.tracks[1].visible_frames
 
 
-def test_sam2_polygon_tracks_round_trip_through_datumaro(sam2_run, tmp_path):
+def test_sam2_polygon_tracks_round_trip_through_cvat_import(sam2_run):
     from autotrack.export.cvat_video import mask_tracks_xml
     from autotrack.masks import mask_to_polygon
 
     result, _ = sam2_run
     xml = mask_tracks_xml(result.tracks, frame_count=result.frames_read, width=result.width,
                           height=result.height, polygons=True)
-    read = _datumaro_masks(tmp_path, xml, result.frames_read)
-    for t, shapes in read.items():
-        for a in shapes:
-            track = result.tracks[a.attributes["track_id"]]
-            if a.attributes["outside"]:
+    read = load_cvat_xml(xml)
+    assert read.shapes == [] and len(read.tracks) == len(result.tracks)
+    compared = 0
+    for track, got in zip(result.tracks, read.tracks):
+        assert got.label == track.label
+        for shape in got.shapes:
+            assert shape.type == "polygon" and shape.keyframe
+            if shape.outside:
                 continue
-            expected = mask_to_polygon(track.mask_at(t))
-            assert np.allclose(a.points, expected, atol=0.005)
+            expected = mask_to_polygon(track.mask_at(shape.frame))
+            assert np.allclose(shape.points, expected, atol=0.005)
+            compared += 1
+    assert compared > 0
 
 
 # --------------------------------------------------------------------------- the CLI

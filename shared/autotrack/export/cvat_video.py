@@ -1,4 +1,4 @@
-"""CVAT for video 1.1 XML: tracks as thinned keyframes, importable by CVAT and datumaro.
+"""CVAT for video 1.1 XML: tracks as thinned keyframes, as CVAT's importer reads them.
 
 The layout follows what CVAT itself exports for an interpolation-mode task, so the file
 can be uploaded with "Upload annotations -> CVAT 1.1" onto a task made from the video.
@@ -7,8 +7,7 @@ Mask tracks (:class:`~autotrack.vos.mask_tracks.MaskTrack`) are written one of t
 because **CVAT has no mask tracks**: its XML importer turns a ``<track>`` of ``<mask>``
 shapes into a single shape on the track's first keyframe and drops the rest
 (``cvat/apps/dataset_manager/formats/cvat.py``, ``load_anno``), its track interpolation
-raises ``NotImplementedError`` for masks (``annotation.py``), and datumaro cannot read a
-``<mask>`` inside a ``<track>`` at all. So:
+raises ``NotImplementedError`` for masks (``annotation.py``). So:
 
 * masks (default): one ``<mask rle left top width height>`` shape per object and frame, in
   ``<image id name="frame_%06d">`` elements (what CVAT reads as per-frame shapes, in
