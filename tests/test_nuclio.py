@@ -10,8 +10,10 @@ all come back as 4xx with a JSON error, never as an exception.
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import math
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -43,6 +45,16 @@ from autotrack.detections import Detections
 from autotrack.errors import AutotrackError
 from autotrack.masks import decode_cvat_mask, encode_cvat_mask
 from conftest import MODELS_DIR, REPO_ROOT
+from cvat_lambda import (
+    NUCLIO_DEFAULT_TIMEOUT_S,
+    CvatLambdaError,
+    convert,
+    decode_stored_mask,
+    parse_anno,
+    read_reply,
+    ui_detector_states,
+    ui_mask2rle,
+)
 from helpers import load_main
 
 SERVERLESS = REPO_ROOT / "serverless"
@@ -282,6 +294,122 @@ def test_ultralytics_polygons_when_asked(ultralytics_masks, small_png):
     for shape in polygons:
         assert "mask" not in shape
         assert len(shape["points"]) >= 6 and len(shape["points"]) % 2 == 0
+
+
+
+def test_ultralytics_masks_through_cvats_converter(ultralytics_masks, small_png):
+    """The answer as CVAT's lambda manager gets it (gzip accepted, as ``requests`` asks) and
+    stores it (tests/cvat_lambda.py): every mask decodes to the bits the function sent."""
+    platform, handler = ultralytics_masks
+    response = call(platform, handler, {"image": small_png},
+                    headers={"Accept-Encoding": "gzip, deflate"})
+    assert response.status_code == 200
+    shapes = read_reply(response.body, response.headers)
+    masks = [s for s in shapes if s["type"] == "mask"]
+    assert masks
+    stored = convert(shapes, {"person": 7})
+    assert len(stored) == len(shapes) and {s["label_id"] for s in stored} == {7}
+    assert all("confidence" not in s and "score" not in s for s in stored)  # CVAT drops it
+    ui = ui_detector_states(shapes)
+    for shape, kept, shown in zip(shapes, stored, ui):
+        if shape["type"] != "mask":
+            continue
+        *bits, x1, y1, x2, y2 = shape["mask"]
+        sent = np.zeros((120, 160), dtype=bool)
+        sent[y1:y2 + 1, x1:x2 + 1] = np.asarray(bits, dtype=bool).reshape(y2 - y1 + 1, -1)
+        assert np.array_equal(decode_stored_mask(kept["points"], 120, 160), sent)
+        assert shown["points"] == kept["points"]  # the UI's mask2Rle: the same runs
+    as_polygons = convert(shapes, {"person": 7}, conv_mask_to_poly=True)
+    assert all(s["type"] == "polygon" for s, a in zip(as_polygons, shapes) if "points" in a)
+
+
+def _cvat_mask_anno(mask: np.ndarray, label: str = "cat", **extra) -> dict:
+    return {"confidence": "0.9000", "label": label, "type": "mask",
+            "mask": cvat_function_mask(mask), **extra}
+
+
+def test_cvat_lambda_model_reads_cropped_masks_and_refuses_others():
+    mask = np.zeros((20, 30), dtype=bool)
+    mask[3:7, 10:12] = True
+    mask[6, 14] = True  # box x 10..14, y 3..6: 5x4
+    anno = _cvat_mask_anno(mask, points=[10.0, 3.0, 14.0, 3.0, 14.0, 6.0])
+    assert anno["mask"][-4:] == [10, 3, 14, 6] and len(anno["mask"]) == 5 * 4 + 4
+    shape = parse_anno(anno, {"cat": 3}, frame=5)
+    assert shape["type"] == "mask" and shape["label_id"] == 3 and shape["frame"] == 5
+    assert shape["points"] == encode_cvat_mask(mask)  # CVAT's runs are ours
+    assert "confidence" not in shape  # never read: CVAT stores no score (its UI shows 1)
+    assert np.array_equal(decode_stored_mask(shape["points"], 20, 30), mask)
+    assert parse_anno(anno, {"cat": 3}, conv_mask_to_poly=True)["type"] == "polygon"
+    bare = {k: v for k, v in anno.items() if k != "points"}
+    no_outline = parse_anno(bare, {"cat": 3}, conv_mask_to_poly=True)
+    assert no_outline["type"] == "mask"  # no polygon offered: it stays a mask
+    assert parse_anno(anno, {"dog": 0}) is None  # a label the task lacks is dropped
+    assert ui_mask2rle([0, 0, 0, 1]) == [3, 1] and ui_mask2rle([1, 1, 0, 0]) == [0, 2, 2]
+    assert ui_detector_states([anno])[0]["points"] == shape["points"]
+    assert ui_detector_states([{**anno, "mask": []}]) == []  # the UI drops a mask without one
+    full_frame = {**anno, "mask": mask.astype(np.uint8).ravel().tolist() + [10, 3, 14, 6]}
+    booleans = {**anno, "mask": [bool(v) for v in anno["mask"][:-4]] + anno["mask"][-4:]}
+    for bad, words in [(full_frame, "full-frame"), (booleans, "not ints"),
+                       ({**anno, "mask": [10, 3, 14, 6]}, "no pixels"),
+                       ({**anno, "mask": [2] * 20 + [10, 3, 14, 6]}, "0 or 1"),
+                       ({**anno, "mask": [1] * 20 + [14, 3, 10, 6]}, "not [xtl")]:
+        with pytest.raises(CvatLambdaError, match=re.escape(words)):
+            parse_anno(bad, {"cat": 3})
+    with pytest.raises(ValueError, match="not inside"):  # a box past the frame
+        decode_stored_mask(parse_anno(anno, {"cat": 3})["points"], 5, 30)
+
+
+def test_detector_masks_through_the_cvat_model():
+    masks = np.zeros((2, 40, 50), dtype=bool)
+    masks[0, 5:30, 7:20] = True
+    masks[0, 10:12, 9:11] = False  # a hole
+    masks[1, 39, 49] = True  # one corner pixel
+    detections = Detections(np.array([[7, 5, 20, 30], [49, 39, 50, 40]]), np.array([0.8, 0.4]),
+                            np.array([0, 1]), masks)
+    shapes = detections_to_cvat(detections, ("cat", "dog"), threshold=0.1)
+    stored = convert(shapes, {"cat": 0, "dog": 1})
+    assert [s["type"] for s in stored] == ["mask", "mask"]
+    for shape, mask in zip(stored, masks):
+        assert np.array_equal(decode_stored_mask(shape["points"], 40, 50), mask)
+
+
+def _seconds(duration: str) -> float:
+    """A Go duration as Nuclio reads eventTimeout ("30s", "2m", "1m30s", "500ms")."""
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", duration)
+    assert parts and "".join(n + u for n, u in parts) == duration, duration
+    scale = {"h": 3600, "m": 60, "s": 1, "ms": 0.001}
+    return sum(float(n) * scale[u] for n, u in parts)
+
+
+def test_no_function_waits_longer_than_cvat_does():
+    """CVAT gives up on a call after CVAT_NUCLIO_DEFAULT_TIMEOUT (120 s unless its admin
+    raises it; tests/cvat_lambda.py): an eventTimeout beyond it only keeps a worker busy on
+    an answer nobody reads."""
+    import yaml
+
+    paths = sorted(SERVERLESS.glob("*/nuclio/function*.yaml"))
+    assert len(paths) >= 20
+    for path in paths:
+        timeout = yaml.safe_load(path.read_text())["spec"]["eventTimeout"]
+        assert 0 < _seconds(timeout) <= NUCLIO_DEFAULT_TIMEOUT_S, \
+            f"{path.relative_to(REPO_ROOT)}: eventTimeout {timeout}"
+    assert _seconds("1m30s") == 90 and _seconds("120s") == 120
+
+
+def test_large_answers_are_gzipped_for_callers_that_accept_it(ultralytics_masks, small_png):
+    platform, handler = ultralytics_masks
+    plain = call(platform, handler, {"image": small_png})
+    assert "Content-Encoding" not in (plain.headers or {})
+    zipped = call(platform, handler, {"image": small_png},
+                  headers={"Accept-Encoding": "gzip, deflate"})
+    body = plain.body.encode() if isinstance(plain.body, str) else plain.body
+    assert len(body) >= 16 * 1024  # a few dozen masks: over the size worth compressing
+    assert zipped.headers["Content-Encoding"] == "gzip" and len(zipped.body) < len(body) / 4
+    assert gzip.decompress(zipped.body) == body
+    assert read_reply(zipped.body, zipped.headers) == json.loads(body)
+    tiny = call(platform, handler, {"image": small_png, "threshold": 1.0},
+                headers={"Accept-Encoding": "gzip"})
+    assert tiny.body == "[]" and "Content-Encoding" not in (tiny.headers or {})
 
 
 # --- malformed requests: every one a 4xx with a JSON error, for every function ----------------

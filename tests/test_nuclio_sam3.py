@@ -8,7 +8,10 @@ the labels (and only those a request's mapping names); every malformed request g
 from __future__ import annotations
 
 import base64
+import gzip
+import hashlib
 import json
+from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -27,6 +30,13 @@ from autotrack.cvat.label_spec import function_yaml_spec, label_spec, spec_json 
 from autotrack.cvat.nuclio.request import MAX_BODY_BYTES  # noqa: E402
 from autotrack.errors import ModelNotFoundError  # noqa: E402
 from conftest import REPO_ROOT  # noqa: E402
+from cvat_lambda import (  # noqa: E402
+    NUCLIO_DEFAULT_TIMEOUT_S,
+    convert,
+    decode_stored_mask,
+    read_reply,
+    ui_detector_states,
+)
 from helpers import load_main  # noqa: E402
 from test_nuclio import MALFORMED, _context  # noqa: E402
 
@@ -131,6 +141,75 @@ def test_polygons_mapping_and_threshold(sam3_function, frame):
     assert 0 < len(above) < len(mapped) and all(float(s["confidence"]) >= cut for s in above)
     nothing = shapes_of(call(platform, handler, {"image": image, "mapping": {}}))
     assert nothing == []
+
+
+ROOM_LABELS = ("bed", "person", "chair", "lamp", "pillow", "blanket", "door", "window", "picture",
+               "table", "curtain", "floor")
+WIRE_LIMIT = 2_000_000  # issue 11: an answer on a 960x540 frame with 12 labels, at most 2 MB
+
+
+def _digest(mask: np.ndarray) -> str:
+    return hashlib.sha256(np.packbits(mask).tobytes()).hexdigest()
+
+
+def test_a_full_frame_with_12_labels_answers_in_2_mb_without_losing_a_pixel(bedroom_dir):
+    """The largest answer this model gives on a 960x540 bedroom frame: 12 prompts, threshold 0
+    (every query SAM3 keeps; random weights make masks that fill much of the frame), called as
+    CVAT's lambda manager calls (``requests``: gzip accepted). On the wire it is at most 2 MB,
+    and every mask CVAT stores from it (its converter, and the 2024 UI's path) decodes to
+    exactly the pixels SAM3 found."""
+    image = cv2.imread(str(bedroom_dir / "00010.jpg"))
+    assert image.shape == (540, 960, 3)
+    module = load_main("sam3")
+    platform = nuclio_sdk.test.Platform()  # its own init_context, with these prompts
+    loaded = {}
+
+    def keep(context):
+        loaded["function"] = context.user_data.autotrack
+        return context
+
+    event = nuclio_sdk.Event(body={"image": b64(image, ".png"), "threshold": 0.0},
+                             headers={"Accept-Encoding": "gzip, deflate"})
+    with pytest.MonkeyPatch.context() as patch:
+        for key in ("AUTOTRACK_DEVICE", "AUTOTRACK_DEFAULT_THRESHOLD", "AUTOTRACK_SAM3_BPE",
+                    "AUTOTRACK_SAM3_IMAGE_SIZE"):
+            patch.delenv(key, raising=False)
+        for key, value in {**ENV, "AUTOTRACK_SAM3_LABELS": ",".join(ROOM_LABELS)}.items():
+            patch.setenv(key, value)
+        response = platform.call_handler_with_context_mutation(module.handler, event, keep)
+    assert response.status_code == 200
+    wire = response.body
+    assert response.headers["Content-Encoding"] == "gzip"
+    plain = len(gzip.decompress(wire))
+    print(f"\nSAM3 answer, 960x540, 12 labels: {plain:,} bytes of JSON, "
+          f"{len(wire):,} bytes gzip on the wire")
+    assert len(wire) <= WIRE_LIMIT, f"{len(wire):,} bytes on the wire, plain {plain:,}"
+    shapes = read_reply(wire, response.headers)
+
+    function = loaded["function"]
+    assert function.class_names == ROOM_LABELS
+    expected = function.detector.detect(image)  # the same model on the same pixels
+    assert len(shapes) == len(expected.scores) > len(ROOM_LABELS)
+    wanted = Counter((ROOM_LABELS[c], _digest(m))
+                     for c, m in zip(expected.class_ids, expected.masks))
+    labels = {name: i for i, name in enumerate(ROOM_LABELS)}
+    stored = convert(shapes, labels)  # refuses a mask whose bits do not fill its box
+    assert len(stored) == len(shapes) and {s["type"] for s in stored} == {"mask"}
+    assert all("confidence" in a and "confidence" not in s for a, s in zip(shapes, stored))
+    found = Counter((ROOM_LABELS[s["label_id"]], _digest(decode_stored_mask(s["points"], 540,
+                                                                            960)))
+                    for s in stored)
+    assert found == wanted
+    ui = ui_detector_states(shapes)
+    assert [s["points"] for s in ui] == [s["points"] for s in stored]
+    polygons = convert(shapes, labels, conv_mask_to_poly=True)
+    assert {s["type"] for s in polygons} == {"polygon"}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_function_waits_no_longer_than_cvat(path):
+    timeout = yaml.safe_load(path.read_text())["spec"]["eventTimeout"]
+    assert timeout.endswith("s") and 0 < int(timeout[:-1]) <= NUCLIO_DEFAULT_TIMEOUT_S
 
 
 SAM3_MALFORMED = [

@@ -3,10 +3,17 @@
 A subclass says how to parse a request body, how to run the model on it and how to log the
 result; this base turns every failure into the right HTTP answer (4xx for the caller's
 mistakes, 500 for the model's, 503 before the model is loaded) with a JSON ``error``.
+
+Large answers are gzip-compressed when the caller says it accepts gzip: CVAT's formats for
+masks are lists of 0/1 per pixel (megabytes on a full-HD frame) and its lambda manager calls
+functions with ``requests``, which sends ``Accept-Encoding: gzip`` and decodes the body
+(``cvat/apps/lambda_manager/views.py``, ``LambdaGateway._http``). A caller that does not ask
+gets plain JSON, so nothing depends on it.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import sys
@@ -75,7 +82,7 @@ class LambdaFunction(Generic[RequestT]):
             })
         milliseconds = 1000 * (time.perf_counter() - started)
         log(context, "info", f"autotrack: {self.describe(request, result, milliseconds)}")
-        return respond(context, 200, result)
+        return respond(context, 200, result, accepts_gzip=accepts_gzip(event))
 
 
 @dataclass(frozen=True)
@@ -124,12 +131,35 @@ def handle_loaded(context: object, event: object, kind: type[LambdaFunction]) ->
     return function.handle(context, event)
 
 
-def respond(context: object, status: int, payload: object) -> object:
+GZIP_FROM_BYTES = 16 * 1024  # smaller answers go plain: compressing them saves nothing
+
+
+def accepts_gzip(event: object) -> bool:
+    """Whether the request's ``Accept-Encoding`` lists gzip (header names in any case)."""
+    headers = getattr(event, "headers", None) or {}
+    try:
+        items = list(headers.items())
+    except AttributeError:
+        return False
+    for name, value in items:
+        if str(name).lower() == "accept-encoding":
+            codings = [c.split(";")[0].strip().lower() for c in str(value).split(",")]
+            return "gzip" in codings or "*" in codings
+    return False
+
+
+def respond(context: object, status: int, payload: object, *,
+            accepts_gzip: bool = False) -> object:
+    """The Nuclio response: compact JSON, gzip-compressed when large and the caller accepts it."""
     response_class = getattr(context, "Response", None)
-    body = json.dumps(payload)
+    body: str | bytes = json.dumps(payload, separators=(",", ":"))
+    headers = {}
+    if accepts_gzip and len(body) >= GZIP_FROM_BYTES:
+        body = gzip.compress(body.encode("utf-8"), compresslevel=6, mtime=0)
+        headers["Content-Encoding"] = "gzip"
     if response_class is None:  # not a Nuclio context: plain values for a caller to wrap
         return status, body
-    return response_class(body=body, headers={}, content_type="application/json",
+    return response_class(body=body, headers=headers, content_type="application/json",
                           status_code=status)
 
 

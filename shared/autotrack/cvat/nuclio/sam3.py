@@ -11,7 +11,11 @@ a short list that matches your tasks is faster. A caller that knows the task may
 mapped prompts; a name the function does not have is refused with 400.
 
 Everything else (request checks, limits, answers, CVAT's mask format) is
-:mod:`autotrack.cvat.nuclio.detector`'s. Settings beyond its ``AUTOTRACK_*`` ones:
+:mod:`autotrack.cvat.nuclio.detector`'s: each mask is cut to its own box, and a large answer
+is gzip-compressed for CVAT (:mod:`autotrack.cvat.nuclio.base`). CVAT never reads an answer's
+``confidence``, so the masks it stores have no score (its UI shows 1.0): SAM3's confidence
+only decides, through the threshold, which masks are sent. Settings beyond its
+``AUTOTRACK_*`` ones:
 
 ================================  ==============================================================
 ``AUTOTRACK_SAM3_CHECKPOINT``     Meta's ``sam3.pt`` (mounted or baked in; see function.yaml)
