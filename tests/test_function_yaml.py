@@ -263,3 +263,30 @@ def test_bake_model_verifies_the_registry_checksum(tmp_path, monkeypatch, capsys
     monkeypatch.setenv("AUTOTRACK_MODELS", str(empty))
     assert bake_model.main(["yolox-nano"]) == 1  # offline: names the URL and the variable
     assert "AUTOTRACK_OFFLINE" in capsys.readouterr().err
+
+
+# --- AI tools: what CVAT's lambda manager and UI accept (tests/cvat_ui.py) --------------------
+
+TRACKERS = [p for p in ALL_CONFIGS if _load(p)["metadata"]["annotations"]["type"] == "tracker"]
+
+
+@pytest.mark.parametrize("path", TRACKERS, ids=lambda p: f"{p.parents[1].name}/{p.name}")
+def test_trackers_declare_what_cvats_tracker_ui_uses(path: Path):
+    """No ``supported_shape_types``: the UI lists the tracker (rectangles), the lambda manager
+    sends the UI's rectangles as bare points and refuses polygons and masks (400), and wraps
+    the answers back as rectangles (which the UI reads through trackedRectangleMapper)."""
+    import cvat_ui
+
+    annotations = _load(path)["metadata"]["annotations"]
+    assert "supported_shape_types" not in annotations
+    assert cvat_ui.supported_shape_types(annotations) is None
+    assert cvat_ui.ui_lists_tracker(annotations)
+    box = [10.0, 20.0, 110.0, 220.0]
+    request = cvat_ui.tracker_request("img", None, shapes=[{"type": "rectangle", "points": box}])
+    assert request["shapes"] == [box] and request["states"] == []
+    for shape in ({"type": "polygon", "points": [1, 2, 30, 2, 30, 40]},
+                  {"type": "mask", "points": [0, 4, 1, 1, 2, 2]}):
+        with pytest.raises(cvat_ui.ValidationError, match="does not support shapes"):
+            cvat_ui.tracker_request("img", None, shapes=[shape])
+    answer = cvat_ui.tracker_answer({"shapes": [box], "states": ["state"]}, None)
+    assert cvat_ui.ui_tracked_boxes(answer, 1) == [box]

@@ -6,12 +6,15 @@ AUTOTRACK_XMEM_SIZE=96), every state through json.dumps/loads as CVAT keeps it.
 Random weights make no claim about quality; what is checked is the door: each answer is in the
 format CVAT's UI reads and decodes to exactly the pixels the model gives when run directly on
 the same decoded frames, states resume on a worker that never saw the object, and malformed
-requests get a clear 4xx.
+requests get a clear 4xx. What CVAT's lambda manager and UI make of the answers (interactor:
+the UIs before 2.60 and from 2.60; trackers: rectangles only) is modelled from CVAT's source
+in tests/cvat_ui.py and checked at the end of this file, on 960x540 frames for the interactor.
 """
 
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 from types import SimpleNamespace
 
@@ -22,9 +25,10 @@ import numpy as np
 import pytest
 import yaml
 
-from autotrack.masks import decode_cvat_mask, encode_cvat_mask, mask_to_polygon
+import cvat_ui
+from autotrack.masks import encode_cvat_mask, mask_box, mask_to_polygon
 from autotrack.state import encode_state
-from autotrack.vos.base import ObjectPrompt
+from autotrack.vos.base import InteractorResult, ObjectPrompt
 from autotrack.vos.mask_state import MAX_MASK_STATE_BYTES, MaskTrackState
 from conftest import REPO_ROOT
 from helpers import load_main
@@ -87,13 +91,9 @@ def sam2_tracker():
     return _platform("sam2-tracker")
 
 
-def ui_mask(response: dict, height: int, width: int) -> np.ndarray:
-    """What CVAT's UI makes of an interactor answer: mask2Rle(mask.flat()) + bounds."""
-    flat = [v for row in response["mask"] for v in row]
-    runs = [0] if flat[0] else []
-    edges = np.flatnonzero(np.diff(flat)) + 1
-    runs += np.diff(np.concatenate([[0], edges, [len(flat)]])).tolist()
-    return decode_cvat_mask([*runs, *response["bounds"]], height, width)
+def ui_masks(response: dict, height: int, width: int) -> list[np.ndarray | None]:
+    """The masks CVAT's UIs before 2.60 and from 2.60 draw from an interactor answer."""
+    return list(cvat_ui.interactor_masks(response, height, width).values())
 
 
 # --- interactor ----------------------------------------------------------------------------
@@ -110,9 +110,10 @@ def test_interactor_mask_is_cvats_format_and_the_models_pixels(interactor, clip)
         point_labels=np.array([1, 1, 0]), box=tuple(map(float, BOX))))
     height, width = decoded[0].shape[:2]
     assert direct.mask.any()
-    assert np.array_equal(ui_mask(answer, height, width), direct.mask)
-    x1, y1, x2, y2 = answer["bounds"]
-    assert len(answer["mask"]) == y2 - y1 + 1 and len(answer["mask"][0]) == x2 - x1 + 1
+    for drawn in ui_masks(answer, height, width):
+        assert np.array_equal(drawn, direct.mask)
+    assert answer["bounds"] == [0, 0, width - 1, height - 1] and "shapes" not in answer
+    assert len(answer["mask"]) == height and len(answer["mask"][0]) == width
     polygon = mask_to_polygon(direct.mask)
     assert answer["points"] == [[polygon[k], polygon[k + 1]] for k in range(0, len(polygon), 2)]
     assert answer["score"] == pytest.approx(direct.score, abs=1e-4)
@@ -122,7 +123,8 @@ def test_interactor_mask_is_cvats_format_and_the_models_pixels(interactor, clip)
     assert again["bounds"] and again["mask"]
     box_only = ok_json(call(interactor, {"image": sent[0], "pos_points": [], "neg_points": [],
                                          "obj_bbox": [[BOX[2], BOX[3]], [BOX[0], BOX[1]]]}))
-    assert box_only["mask"]
+    assert np.array_equal(np.array(box_only["mask"], bool), model.segment(
+        decoded[0], ObjectPrompt(1, box=tuple(map(float, BOX)))).mask)
 
 
 def _interactor_bad_cases(image: str) -> list[tuple[str, object, int, str]]:
@@ -130,8 +132,6 @@ def _interactor_bad_cases(image: str) -> list[tuple[str, object, int, str]]:
     return [
         ("not json", b"{nope", 400, "JSON"),
         ("list body", [1], 400, "object"),
-        ("no prompt", {"image": image}, 400, "positive point"),
-        ("only negative", {"image": image, "neg_points": [[5, 5]]}, 400, "positive point"),
         ("no image", {"pos_points": [[5, 5]]}, 400, "image"),
         ("bad base64", {"image": "!!", "pos_points": [[5, 5]]}, 400, "base64"),
         ("not an image", {"image": base64.b64encode(b"hello").decode(), "pos_points": [[5, 5]]},
@@ -159,7 +159,7 @@ def _interactor_bad_cases(image: str) -> list[tuple[str, object, int, str]]:
 
 def test_interactor_refuses_malformed_requests_with_a_clear_4xx(interactor, clip):
     cases = _interactor_bad_cases(clip[0][0])
-    assert len(cases) >= 20
+    assert len(cases) >= 20  # no prompt at all is not one: it answers an empty mask (below)
     for name, body, status, words in cases:
         response = call(interactor, body)
         assert response.status_code == status, (name, response.body)
@@ -188,12 +188,13 @@ def _start_body(image: str, frame: np.ndarray) -> tuple[dict, list[ObjectPrompt]
     return body, prompts
 
 
-def _decoded(answer: dict, height: int, width: int) -> list[np.ndarray | None]:
-    masks = []
-    for kind, shape in zip(answer["types"], answer["shapes"]):
-        masks.append(None if kind != "mask" or shape is None
-                     else decode_cvat_mask(shape, height, width))
-    return masks
+def _box(mask: np.ndarray, fallback: list[float]) -> list[float]:
+    """The rectangle a tracker answers for ``mask``: its box in pixel edges, else ``fallback``."""
+    box = mask_box(mask)
+    if box is None:
+        return fallback
+    x1, y1, x2, y2 = box
+    return [float(x1), float(y1), float(x2 + 1), float(y2 + 1)]
 
 
 def test_sam2_tracker_answers_match_the_segmenter_run_directly(sam2_tracker, clip):
@@ -213,29 +214,26 @@ def test_sam2_tracker_answers_match_the_segmenter_run_directly(sam2_tracker, cli
                            .segmenter.model)
     expected = [direct.step(decoded[0], prompts), direct.step(decoded[1]),
                 direct.step(decoded[2])]
+    assert mask_box(expected[0][1]) is not None, "random weights gave an empty mask"
+    # an object lost from the start keeps the box it was started from
+    last = [[float(v) for v in BOX], _box(prompts[1].mask, []), _box(prompts[2].mask, [])]
     for answer, masks in zip(answers, expected):
-        assert answer["types"] == ["rectangle", "polygon", "mask"]
+        assert set(answer) == {"shapes", "states"}  # rectangles only: no types, no masks
         assert all(len(s) <= MAX_MASK_STATE_BYTES for s in answer["states"])
-        rect, poly, mask = answer["shapes"]
-        box = encode_cvat_mask(masks[1])
-        assert box is not None, "random weights gave an empty mask; pick another prompt"
-        x1, y1, x2, y2 = box[-4:]
-        assert rect == [x1, y1, x2 + 1, y2 + 1]
-        assert poly == mask_to_polygon(masks[2])
-        assert mask == (encode_cvat_mask(masks[3]) or None)
-        assert mask is None or np.array_equal(_decoded(answer, height, width)[2], masks[3])
-    # every shape as a mask (AUTOTRACK_VOS_OUTPUT=mask)
-    settings = function.settings
-    try:
-        function.settings = type(settings)(output="mask")
-        state = json.loads(json.dumps(answers[-1]["states"]))
-        as_masks = ok_json(call(sam2_tracker, {"image": sent[3], "states": state}))
-    finally:
-        function.settings = settings
-    assert as_masks["types"] == ["mask"] * 3
-    masks = direct.step(decoded[3])
-    for shape, oid in zip(as_masks["shapes"], (1, 2, 3)):
-        assert shape == (encode_cvat_mask(masks[oid]) or None)
+        last = [_box(masks[oid], last[k]) for k, oid in enumerate((1, 2, 3))]
+        assert answer["shapes"] == last  # a polygon or mask prompt is answered as its box
+        for x1, y1, x2, y2 in answer["shapes"]:
+            assert 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height
+
+
+def test_masks_and_polygons_are_not_a_cvat_tracker_output():
+    from autotrack.cvat.nuclio.mask_tracker import MaskTrackerSettings
+
+    for value in ("", "shape", "rectangle"):  # the old default is still read as rectangles
+        MaskTrackerSettings.from_env({"AUTOTRACK_VOS_OUTPUT": value})
+    for value in ("mask", "polygon"):
+        with pytest.raises(ValueError, match="task annotate --segmenter"):
+            MaskTrackerSettings.from_env({"AUTOTRACK_VOS_OUTPUT": value})
 
 
 def _follow(platforms, sent, *, clear=False) -> list[dict]:
@@ -257,7 +255,8 @@ def test_two_workers_sharing_no_memory_keep_the_track(sam2_tracker, clip):
     assert _function(other).tracker.reinits == 1  # frame 1: started again from the state
     assert _function(sam2_tracker).tracker.reinits == before + 1  # frame 2: from other's state
     for answer in answers:
-        assert answer["types"] == ["polygon"] and len(answer["states"]) == 1
+        assert len(answer["shapes"]) == len(answer["states"]) == 1
+        assert len(answer["shapes"][0]) == 4
     state = MaskTrackState.decode(answers[-1]["states"][0], "sam2")
     assert state.step == 2 and state.object_id == 1
     # a worker that loses its sessions before every call answers the same
@@ -318,8 +317,6 @@ def _tracker_bad_cases(state: str, image: str) -> list[tuple[str, object, int, s
          400, "entries"),
         ("same state twice", {"image": image, "states": [state, state]}, 400, "repeats"),
         ("too many shapes", {"image": image, "shapes": [BOX] * 33}, 413, "limit"),
-        ("bad conv_mask_to_poly", {"image": image, "states": [state], "conv_mask_to_poly": 1},
-         400, "true or false"),
         ("state not a string", {"image": image, "states": [{"a": 1}]}, 400, "state string"),
         ("state garbage", {"image": image, "states": ["garbage"]}, 400, "not valid JSON"),
         ("state oversized", {"image": image, "states": ["x" * (MAX_MASK_STATE_BYTES + 1)]}, 413,
@@ -366,10 +363,10 @@ def test_sam2_tracker_refuses_malformed_requests_and_states(sam2_tracker, clip):
         assert error["status"] == status and words.lower() in error["error"].lower(), \
             (name, error)
         assert "field" in error or name in ("not json",), (name, error)
-    # still works; conv_mask_to_poly turns masks into polygons, a rectangle stays one
+    # still works; conv_mask_to_poly (no tracker field of CVAT's) is ignored: a box comes back
     answer = ok_json(call(sam2_tracker, {"image": sent[1], "states": [state],
                                          "conv_mask_to_poly": True}))
-    assert answer["types"] == ["rectangle"]
+    assert set(answer) == {"shapes", "states"} and len(answer["shapes"][0]) == 4
 
 
 def test_states_from_another_key_are_refused(sam2_tracker, clip, monkeypatch):
@@ -390,14 +387,14 @@ def test_xmem_tracker_keeps_the_track_across_workers_and_refuses_sam2_states(cli
     sent, decoded = clip
     height, width = decoded[0].shape[:2]
     first = ok_json(call(a, {"image": sent[0], "shapes": [
-        BOX, {"type": "polygon", "points": POLYGON}], "conv_mask_to_poly": False}))
+        BOX, {"type": "polygon", "points": POLYGON}]}))
     moved = ok_json(call(b, {"image": sent[1], "states": json.loads(json.dumps(
         first["states"]))}))
     assert _function(a).tracker.reinits == 0 and _function(b).tracker.reinits == 1
     for answer in (first, moved):
-        assert answer["types"] == ["rectangle", "polygon"]
-        x1, y1, x2, y2 = answer["shapes"][0]
-        assert 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height
+        assert set(answer) == {"shapes", "states"} and len(answer["shapes"]) == 2
+        for x1, y1, x2, y2 in answer["shapes"]:
+            assert 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height
     sam2_state = ok_json(call(sam2_tracker, {"image": sent[0], "shapes": [BOX]}))["states"][0]
     response = call(b, {"image": sent[1], "states": [sam2_state]})
     assert response.status_code == 400 and "vos-sam2" in json.loads(response.body)["error"]
@@ -445,6 +442,8 @@ def test_mask_function_yaml_carries_what_cvat_and_nuctl_read(config):
     runs = " && ".join(d["value"] for d in spec["build"]["directives"]["postCopy"])
     assert "/opt/nuclio/*.whl" in runs and env[variable] in runs  # the weights are baked in
     assert not any(k.endswith("RANDOM_INIT") for k in env)
+    assert "AUTOTRACK_VOS_OUTPUT" not in env  # CVAT's tracker UI takes rectangles only
+    assert "supported_shape_types" not in annotations
     trigger = spec["triggers"]["myHttpTrigger"]
     assert trigger["numWorkers"] == 1 and trigger["attributes"]["maxRequestBodySize"] > 0
     assert ("nvidia.com/gpu" in spec.get("resources", {}).get("limits", {})) == gpu
@@ -489,3 +488,234 @@ def test_concurrent_first_calls_never_share_a_segmenter():
     tracker._segmenter()
     assert held == [True]  # any factory is called under the tracker's lock
     assert not hasattr(tracker, "_spares")  # no pool of segmenters to hand out twice
+
+
+# --- through CVAT's lambda manager and UI (tests/cvat_ui.py) --------------------------------
+
+FULL = (960, 540)  # width, height of the frames the interactor answers are measured on
+ANSWER_LIMIT = 200_000  # bytes on the wire (gzip) for one interactor answer
+GZIP = {"Accept-Encoding": "gzip, deflate"}  # what CVAT's lambda manager (requests) sends
+
+
+def _rect_mask(x1: int, y1: int, x2: int, y2: int) -> np.ndarray:
+    """The inclusive pixel box [x1, y1, x2, y2] on a FULL frame."""
+    mask = np.zeros(FULL[::-1], bool)
+    mask[y1:y2 + 1, x1:x2 + 1] = True
+    return mask
+
+
+class Scripted:
+    """An interactor that answers the mask it is given, whatever the prompt."""
+
+    def __init__(self, mask: np.ndarray, score: float = 0.875) -> None:
+        self.mask, self.score, self.calls = mask, score, 0
+
+    def segment(self, image, prompt) -> InteractorResult:
+        self.calls += 1
+        return InteractorResult(self.mask.copy(), self.score)
+
+
+@pytest.fixture(scope="module")
+def frame_960(bedroom_dir) -> tuple[str, np.ndarray]:
+    """Bedroom frame 0 at 960x540, as sent (base64 JPEG) and as decoded."""
+    frame = cv2.resize(cv2.imread(str(bedroom_dir / "00000.jpg")), FULL,
+                       interpolation=cv2.INTER_AREA)
+    data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+    return base64.b64encode(data).decode("ascii"), cv2.imdecode(np.frombuffer(data, np.uint8),
+                                                                 cv2.IMREAD_COLOR)
+
+
+def call_gzip(platform, body) -> tuple[dict, int]:
+    """The answer as CVAT's lambda manager reads it (requests decodes gzip) and its size on
+    the wire."""
+    platform, handler = platform
+    response = platform.call_handler(handler, nuclio_sdk.Event(body=body, headers=GZIP))
+    assert response.status_code == 200, response.body
+    wire = response.body if isinstance(response.body, bytes) else response.body.encode()
+    if response.headers.get("Content-Encoding") == "gzip":
+        return json.loads(gzip.decompress(wire)), len(wire)
+    return json.loads(wire), len(wire)
+
+
+@pytest.fixture
+def scripted(interactor):
+    """The SAM2 interactor function with its model swapped for :class:`Scripted`."""
+    function = _function(interactor)
+    model = function.interactor
+
+    def use(mask: np.ndarray) -> Scripted:
+        function.interactor = Scripted(mask)
+        return function.interactor
+
+    yield use
+    function.interactor = model
+
+
+SCRIPTED_MASKS = {
+    "box [400, 200, 599, 349]": _rect_mask(400, 200, 599, 349),
+    # two parts touching all four edges: bottom-left and top-right corners
+    "edges": _rect_mask(0, 440, 129, 539) | _rect_mask(900, 0, 959, 59),
+    "whole frame": _rect_mask(0, 0, 959, 539),
+    "one pixel": _rect_mask(959, 539, 959, 539),
+}
+
+
+@pytest.mark.parametrize("name", SCRIPTED_MASKS)
+def test_interactor_masks_land_on_their_pixels_in_every_cvat_ui(interactor, scripted, frame_960,
+                                                                name):
+    """Before 2.60 (rle + bounds, polygon from points) and from 2.60 (rle at the top-left,
+    bounds ignored) the UI draws exactly the model's pixels; the answer is under 200 KB."""
+    mask = SCRIPTED_MASKS[name]
+    scripted(mask)
+    width, height = FULL
+    answer, wire = call_gzip(interactor, {"image": frame_960[0], "pos_points": [[500, 270]],
+                                          "neg_points": []})
+    assert wire <= ANSWER_LIMIT, f"{name}: {wire} bytes"
+    drawn = cvat_ui.interactor_masks(answer, height, width)
+    for version, placed in drawn.items():
+        assert placed is not None and np.array_equal(placed, mask), version
+    assert answer["score"] == 0.875
+    outline = cvat_ui.interactor_pre_260(answer, height, width).polygon
+    xs, ys = zip(*outline)  # the "convert masks to polygons" outline, in frame pixels
+    x1, y1, x2, y2 = mask_box(mask)
+    assert x1 <= min(xs) and max(xs) <= x2 and y1 <= min(ys) and max(ys) <= y2
+    assert mask[int(ys[0]), int(xs[0])]
+
+
+def test_real_sam2_answer_on_a_960x540_frame_is_small_and_exact(interactor, frame_960):
+    sent, decoded = frame_960
+    body = {"image": sent, "pos_points": [[450, 300]], "neg_points": [[50, 50]],
+            "obj_bbox": [[120, 140], [520, 500]]}
+    answer, wire = call_gzip(interactor, body)
+    direct = _function(interactor).interactor.segment(decoded, ObjectPrompt(
+        1, points=np.array([[450, 300], [50, 50]], np.float32), point_labels=np.array([1, 0]),
+        box=(120.0, 140.0, 520.0, 500.0))).mask
+    assert direct.any() and wire <= ANSWER_LIMIT
+    for placed in cvat_ui.interactor_masks(answer, FULL[1], FULL[0]).values():
+        assert np.array_equal(placed, direct)
+    print(f"SAM2 (random weights) answer on 960x540: {wire} bytes gzip, "
+          f"{len(json.dumps(answer, separators=(',', ':')))} plain")
+
+
+def test_worst_case_answer_is_under_the_limit_without_losing_a_pixel(interactor, scripted,
+                                                                    frame_960):
+    """Salt-and-pepper noise (every other pixel set at random) is the least compressible mask;
+    even that stays under 200 KB on a 960x540 frame."""
+    noise = np.random.default_rng(1).random(FULL[::-1]) < 0.5
+    scripted(noise)
+    answer, wire = call_gzip(interactor, {"image": frame_960[0], "pos_points": [[5, 5]]})
+    assert wire <= ANSWER_LIMIT, wire
+    assert np.array_equal(cvat_ui.interactor_masks(answer, FULL[1], FULL[0])["2.60+"], noise)
+
+
+def test_empty_prompts_and_empty_masks_draw_nothing_without_an_error(interactor, scripted,
+                                                                     frame_960):
+    """All clicks removed, only negative clicks, or a model that finds nothing: 200 with an
+    all-zero frame mask and no points, which both UIs draw as nothing (a 400 would pop up
+    "Interaction error occurred")."""
+    sent = frame_960[0]
+    model = scripted(np.zeros(FULL[::-1], bool))
+    bodies = [{"image": sent, "pos_points": [], "neg_points": []},
+              {"image": sent, "pos_points": [], "neg_points": [[10, 10], [900, 500]]},
+              {"image": sent, "pos_points": [], "neg_points": [], "obj_bbox": None},
+              {"image": sent, "pos_points": [], "neg_points": [], "obj_bbox": []},
+              {"image": sent}]
+    for body in bodies:
+        answer, wire = call_gzip(interactor, body)
+        assert answer["points"] == [] and not any(map(any, answer["mask"])), body.keys()
+        assert cvat_ui.interactor_masks(answer, FULL[1], FULL[0]) == {
+            "pre-2.60": None, "2.60+": None}
+    assert model.calls == 0  # nothing to segment: the model is not run
+    answer, _ = call_gzip(interactor, {"image": sent, "pos_points": [[480, 270]]})
+    assert model.calls == 1 and answer["points"] == []
+    assert cvat_ui.interactor_masks(answer, FULL[1], FULL[0]) == {"pre-2.60": None,
+                                                                  "2.60+": None}
+
+
+def test_the_cvat_model_reproduces_the_reported_failures():
+    """tests/cvat_ui.py fails where CVAT failed on the old answers (issue 11)."""
+    height, width = FULL[1], FULL[0]
+    mask = SCRIPTED_MASKS["box [400, 200, 599, 349]"]
+    cropped = {"mask": mask[200:350, 400:600].astype(int).tolist(),
+               "bounds": [400, 200, 599, 349], "points": [[400, 200], [599, 200], [599, 349]]}
+    drawn = cvat_ui.interactor_masks(cropped, height, width)
+    assert np.array_equal(drawn["pre-2.60"], mask)  # the old UI used bounds
+    assert mask_box(drawn["2.60+"]) == (0, 0, 199, 149)  # 2.60+: the top-left corner
+    zeros = {"mask": np.zeros((height, width), int).tolist()}
+    with pytest.raises(cvat_ui.UIError, match="reduce"):  # an empty mask without points
+        cvat_ui.interactor_pre_260(zeros, height, width)
+    assert cvat_ui.interactor_260(zeros, height, width) == []
+    for version in cvat_ui.UI_VERSIONS.values():
+        with pytest.raises(cvat_ui.UIError):
+            version({"mask": [], "points": []}, height, width)
+    # trackers: CVAT refuses polygons and masks unless declared, and then fails on our answers
+    rectangle = {"type": "rectangle", "points": [1, 2, 30, 40]}
+    polygon = {"type": "polygon", "points": [1, 2, 30, 2, 30, 40]}
+    with pytest.raises(cvat_ui.ValidationError, match="'polygon'"):
+        cvat_ui.tracker_request("img", None, shapes=[polygon])
+    assert cvat_ui.tracker_request("img", None, shapes=[rectangle])["shapes"] == [[1, 2, 30, 40]]
+    declared = cvat_ui.supported_shape_types({"supported_shape_types": "rectangle, polygon"})
+    assert declared == ["rectangle", "polygon"]
+    answer = cvat_ui.tracker_answer({"shapes": [[1, 2, 30, 40]], "states": ["s"]}, declared)
+    with pytest.raises(cvat_ui.UIError):  # bare points where the UI reads shape.points
+        cvat_ui.ui_tracked_boxes(answer, 1)
+    for newest in (True, False):  # a lost object's null fails the whole batch
+        answer = cvat_ui.tracker_answer({"shapes": [None], "states": ["s"]}, None,
+                                        newest=newest)
+        with pytest.raises(cvat_ui.UIError, match="null"):
+            cvat_ui.ui_tracked_boxes(answer, 1, newest=newest)
+
+
+class Losing:
+    """A segmenter that loses every object once ``LOSING["on"]`` is set."""
+
+    switch = {"on": False}
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    def step(self, image, prompts=()):
+        masks = self.inner.step(image, prompts)
+        if self.switch["on"]:
+            return {oid: np.zeros_like(m, bool) for oid, m in masks.items()}
+        return masks
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+@pytest.mark.parametrize("kind", ["sam2", "xmem"])
+@pytest.mark.parametrize("newest", [True, False], ids=["cvat-2.64", "before-PR9548"])
+def test_tracker_answers_decode_in_cvats_ui(kind, newest, clip, sam2_tracker):
+    """A rectangle started, followed, then lost: every answer, through the lambda manager both
+    ways (yaml annotations as deployed) and the UI's trackedRectangleMapper, is a valid box;
+    a lost object keeps its last box."""
+    platform = sam2_tracker if kind == "sam2" else _platform("xmem")
+    function = _function(platform)
+    annotations = yaml.safe_load((REPO_ROOT / "serverless" / (
+        "sam2-tracker" if kind == "sam2" else "xmem") / "nuclio" / "function.yaml").read_text()
+    )["metadata"]["annotations"]
+    factory = function.tracker.factory
+    function.tracker.factory = lambda: Losing(factory())
+    sent, decoded = clip
+    height, width = decoded[0].shape[:2]
+    calls = []
+
+    def call_function(body: dict) -> dict:
+        calls.append(body)
+        if len(calls) == 4:  # the fourth frame: every object is lost
+            Losing.switch["on"] = True
+        return ok_json(call(platform, json.loads(json.dumps(body))))
+
+    try:
+        boxes = cvat_ui.track_through_cvat(call_function, sent, [BOX, [300, 60, 420, 200]],
+                                           annotations, newest=newest)
+    finally:
+        Losing.switch["on"] = False
+        function.tracker.factory = factory
+    assert len(boxes) == 4 and all(len(frame) == 2 for frame in boxes)
+    assert all(s is None for s in calls[1]["shapes"]) if newest else calls[1]["shapes"]
+    for frame in boxes:
+        for x1, y1, x2, y2 in frame:
+            assert 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height
+    assert boxes[3] == boxes[2]  # lost on the last frame: the last box again

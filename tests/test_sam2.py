@@ -80,7 +80,9 @@ def test_builder_errors_say_what_to_do(monkeypatch, tmp_path):
         build_sam2_interactor(tmp_path / "nope.pt")
     monkeypatch.setenv(ENV_CHECKPOINT, str(tmp_path / "gone.pt"))
     with pytest.raises(ModelNotFoundError, match="gone.pt"):
-        build_sam2_segmenter(random_init=True)  # a named checkpoint is never replaced by noise
+        build_sam2_segmenter()  # a named checkpoint is never replaced by noise
+    with pytest.raises(ValueError, match="not both"):
+        build_sam2_segmenter(tmp_path / "x.pt", random_init=True)
     with pytest.raises(ValueError, match="sam2.1_hiera_b\\+"):
         build_sam2_segmenter(config="sam2.1_hiera_xl", random_init=True)
     for size in (100, 1000, 64, 4096):
@@ -117,7 +119,9 @@ def test_official_layout_checkpoint_round_trip(model, tmp_path, monkeypatch):
     _load_checkpoint(loaded, str(path))  # Meta's own strict loader: no missing/unexpected key
     assert loaded.image_size == 256  # weights do not depend on image_size
     monkeypatch.setenv(ENV_CHECKPOINT, str(path))
-    from_env = build_sam2_model(image_size=SIZE, seed=1, random_init=True)  # the env var wins
+    from_env = build_sam2_model(image_size=SIZE, seed=1)  # no random_init: the env var is read
+    assert not torch.equal(build_sam2_model(image_size=SIZE, seed=2, random_init=True).no_obj_ptr,
+                           model.no_obj_ptr)  # asked for noise: noise, whatever the env says
     for name, tensor in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[name], tensor), name
         assert torch.equal(from_env.state_dict()[name], tensor), name
@@ -361,3 +365,21 @@ def test_segmenter_refuses_bad_input(model, frames):
     assert sorted(masks) == [1]
     with pytest.raises(ValueError, match="max_cond_frames"):
         Sam2Segmenter(model, max_cond_frames=0)
+
+
+@pytest.mark.parametrize("kind", ["sam2", "xmem"])
+def test_random_init_wins_over_a_checkpoint_variable_for_both_mask_models(kind, tmp_path,
+                                                                        monkeypatch):
+    """A function yaml sets AUTOTRACK_<KIND>_CHECKPOINT; a test deployment that also sets
+    AUTOTRACK_<KIND>_RANDOM_INIT=1 gets random weights from both models alike."""
+    from autotrack.vos.factory import segmenter_factory
+
+    prefix = f"AUTOTRACK_{kind.upper()}_"
+    env = {prefix + "CHECKPOINT": str(tmp_path / "absent.pt"), prefix + "RANDOM_INIT": "1",
+           "AUTOTRACK_SAM2_IMAGE_SIZE": "128", "AUTOTRACK_XMEM_SIZE": "64"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert segmenter_factory(kind, env)() is not None
+    monkeypatch.delenv(prefix + "RANDOM_INIT")
+    with pytest.raises(ModelNotFoundError, match="absent.pt"):
+        segmenter_factory(kind, {k: v for k, v in env.items() if "RANDOM" not in k})

@@ -4,14 +4,34 @@ What CVAT sends (``LambdaFunction.invoke`` in cvat/apps/lambda_manager/views.py)
 <base64 frame>, "pos_points": [[x, y], ...], "neg_points": [[x, y], ...], "obj_bbox": ...}``.
 ``obj_bbox`` is null, ``[]``, or the box the user drew as two corners ``[[x1, y1], [x2, y2]]``
 (function.yaml sets ``startswith_box_optional``); a flat ``[x1, y1, x2, y2]`` is accepted too.
-Points are pixels of the frame; a point outside it is refused.
+Points are pixels of the frame; a point outside it is refused. The lambda manager hands the
+answer to the UI untouched.
 
-What CVAT's UI reads back (tools-control.tsx): ``mask``, the mask's rows of 0/1 over
-``bounds`` (its inclusive box ``[x1, y1, x2, y2]``), which it run-length encodes and appends
-``bounds`` to: CVAT's mask shape; and ``points``, the outline as ``[[x, y], ...]`` (it
-simplifies it for the "convert masks to polygons" switch). ``score`` is the model's own
-quality estimate. An empty mask is a single 0 at ``[0, 0, 0, 0]`` with no points: the UI
-draws nothing.
+The answer is the one form every CVAT UI places where the object is (modelled from CVAT's
+source in tests/cvat_ui.py):
+
+- ``mask``: the WHOLE frame's rows of 0/1 (H lists of W). CVAT 2.60+ (cvat-core
+  ``lambda-manager.ts`` ``call()``, PR #10329) run-length encodes ``mask`` and appends
+  ``[0, 0, mask width - 1, mask height - 1]``, ignoring ``bounds`` and ``points``; a mask
+  cropped to the object's box would land in the frame's top-left corner.
+- ``bounds``: ``[0, 0, W - 1, H - 1]``, what the UIs before 2.60 (cvat-ui ``tools-control.tsx``
+  ``runInteractionRequest``) append to the RLE: the same placement.
+- ``points``: the outline of the mask's largest part as ``[[x, y], ...]`` in frame pixels,
+  which the UIs before 2.60 simplify for "convert masks to polygons" and without which they
+  do not draw (an empty list: nothing drawn).
+- ``score``: the model's own quality estimate (no UI reads it).
+
+No ``shapes`` key: 2.60+ reads the new ``{"shapes": [...]}`` form only where there is no
+``mask``, and UIs before 2.60 cannot read it at all.
+
+Nothing to segment (all clicks removed, or only negative clicks, and no box) and an empty mask
+from the model are answered 200 with an all-zero frame mask and ``"points": []``, which every UI
+draws as nothing: a 400 would show a sticky "Interaction error occurred" popup.
+
+Size: the mask is ~2 bytes of JSON per pixel (1 MB on a 960x540 frame); answers over 16 KiB
+are gzip-compressed when the request accepts it (:func:`autotrack.cvat.nuclio.base.respond`;
+CVAT's lambda manager calls with ``requests``, which asks for gzip and decodes it, and Nuclio's
+dashboard passes the encoding through), which brings an object's mask to a few KB.
 
 Errors are answered as by every function here (:mod:`autotrack.cvat.nuclio.base`): 400 with
 ``{"error", "status", "field"}``, 413 for too much, 500 for a model failure, 503 before
@@ -27,6 +47,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 from autotrack.cvat.nuclio.base import LambdaFunction, handle_loaded, install_function
@@ -36,7 +57,7 @@ from autotrack.cvat.nuclio.request import (
     decode_base64_image,
     parse_json_object,
 )
-from autotrack.masks import mask_box, mask_to_polygon
+from autotrack.masks import mask_to_polygon
 from autotrack.settings import env_number
 from autotrack.vos.base import Interactor, InteractorResult, ObjectPrompt
 from autotrack.vos.factory import interactor_factory
@@ -62,7 +83,7 @@ class InteractorSettings:
 @dataclass(frozen=True)
 class InteractorRequest:
     image: np.ndarray
-    prompt: ObjectPrompt
+    prompt: ObjectPrompt | None  # None: nothing to segment (no positive click, no box)
     ignored_fields: tuple[str, ...] = ()
 
 
@@ -85,9 +106,6 @@ class InteractorFunction(LambdaFunction[InteractorRequest]):
                                f"the limit of {self.settings.max_points} "
                                "(AUTOTRACK_INTERACTOR_MAX_POINTS)", status=413,
                                field="pos_points")
-        if not positive and box is None:
-            raise RequestError("give at least one positive point in 'pos_points' or a box in "
-                               "'obj_bbox'", field="pos_points")
         image, _ = decode_base64_image(payload.get("image"), self.settings.limits)
         height, width = image.shape[:2]
         for name, points in (("pos_points", positive), ("neg_points", negative)):
@@ -101,38 +119,55 @@ class InteractorFunction(LambdaFunction[InteractorRequest]):
             if box[2] - box[0] < 1 or box[3] - box[1] < 1:
                 raise RequestError(f"'obj_bbox' does not overlap the {width}x{height} image",
                                    field="obj_bbox")
-        points = np.asarray(positive + negative, np.float32).reshape(-1, 2)
-        labels = np.asarray([1] * len(positive) + [0] * len(negative), np.int32)
-        prompt = ObjectPrompt(1, points=points, point_labels=labels, box=box)
+        prompt = None
+        if positive or box is not None:
+            points = np.asarray(positive + negative, np.float32).reshape(-1, 2)
+            labels = np.asarray([1] * len(positive) + [0] * len(negative), np.int32)
+            prompt = ObjectPrompt(1, points=points, point_labels=labels, box=box)
         return InteractorRequest(image, prompt, tuple(
             sorted(str(k) for k in payload if k not in INTERACTOR_FIELDS)))
 
     def run(self, request: InteractorRequest) -> dict[str, object]:
+        size = request.image.shape[:2]
+        if request.prompt is None:  # nothing to segment: an empty answer, not an error
+            return interactor_response(InteractorResult(np.zeros(size, bool), 0.0), size)
         result = self.interactor.segment(request.image, request.prompt)
-        return interactor_response(result, request.image.shape[:2])
+        return interactor_response(result, size)
 
     def describe(self, request: InteractorRequest, result: dict[str, object],
                  milliseconds: float) -> str:
-        x1, y1, x2, y2 = result["bounds"]
-        return (f"mask over [{x1}, {y1}, {x2}, {y2}] from {len(request.prompt.points)} points "
-                f"in {milliseconds:.0f} ms")
+        clicks = 0 if request.prompt is None else len(request.prompt.points)
+        pixels = sum(map(sum, result["mask"]))
+        return f"mask of {pixels} pixels from {clicks} points in {milliseconds:.0f} ms"
 
 
 def interactor_response(result: InteractorResult, size: tuple[int, int]) -> dict[str, object]:
-    """What CVAT's UI reads from an interactor (see the module docstring)."""
+    """The answer every CVAT UI places right: the whole frame's mask, its bounds, the outline
+    in frame pixels and the score (see the module docstring)."""
     mask = np.asarray(result.mask, dtype=bool)
-    if mask.shape != tuple(size):
+    if mask.shape != tuple(size) or not mask.size:
         raise RuntimeError(f"the interactor gave a {mask.shape} mask for a {size} frame")
     score = round(float(np.clip(result.score, 0.0, 1.0)), 4) if math.isfinite(result.score) \
         else 0.0
-    box = mask_box(mask)
-    if box is None:
-        return {"mask": [[0]], "bounds": [0, 0, 0, 0], "points": [], "score": score}
-    x1, y1, x2, y2 = box
-    rows = mask[y1:y2 + 1, x1:x2 + 1].astype(np.uint8).tolist()
-    polygon = mask_to_polygon(mask, POLYGON_TOLERANCE) or []
-    points = [[polygon[k], polygon[k + 1]] for k in range(0, len(polygon), 2)]
-    return {"mask": rows, "bounds": [x1, y1, x2, y2], "points": points, "score": score}
+    height, width = mask.shape
+    return {"mask": mask.astype(np.uint8).tolist(), "bounds": [0, 0, width - 1, height - 1],
+            "points": _outline(mask), "score": score}
+
+
+def _outline(mask: np.ndarray) -> list[list[float]]:
+    """The largest part's outline in frame pixels, simplified to :data:`POLYGON_TOLERANCE`;
+    for a part too small for three corners (a pixel, a line) its contour points as OpenCV
+    gives them, which is what the UIs before 2.60 compute themselves when ``points`` is absent
+    (so they still draw the mask); none for an empty mask."""
+    if not mask.any():
+        return []
+    polygon = mask_to_polygon(mask, POLYGON_TOLERANCE)
+    if polygon is None:
+        contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL,
+                                       cv2.CHAIN_APPROX_SIMPLE)
+        largest = max(contours, key=len).reshape(-1, 2)
+        return [[float(x), float(y)] for x, y in largest]
+    return [[polygon[k], polygon[k + 1]] for k in range(0, len(polygon), 2)]
 
 
 def _points(value: object, name: str) -> list[tuple[float, float]]:

@@ -3,18 +3,26 @@
 
 What CVAT sends (``LambdaFunction.invoke`` in cvat/apps/lambda_manager/views.py) is what the
 SOT trackers get (:mod:`autotrack.cvat.nuclio.tracker`): ``{"image", "shapes", "states"}``,
-shapes to start, states to continue, one entry per object, states handed back as the JSON
-value this function returned (CVAT signs them, 8 hours). CVAT's UI tracks rectangles only and
-sends each as its bare ``[x1, y1, x2, y2]``; scripts may send CVAT shape objects
-``{"type": "rectangle" | "polygon" | "mask", "points": [...]}`` (a mask's points are CVAT's
-RLE: run lengths over its box, then the box's inclusive corners).
+shapes to start, states to continue (then ``shapes`` is ``[None] * len(states)``), one entry
+per object, states handed back as the JSON value this function returned (CVAT signs them,
+8 hours).
 
-The answer is ``{"shapes": [...], "states": [...], "types": [...]}``, one of each per object.
-Each shape comes back as the type it was given, as bare ``points``: a rectangle as the box of
-the object's mask (the UI draws it; a lost object keeps its last box), a polygon as the
-outline of the mask's largest part, a mask as CVAT's RLE; a lost polygon or mask is ``null``.
-``AUTOTRACK_VOS_OUTPUT=mask`` or ``polygon`` (or ``"conv_mask_to_poly": true`` in a request)
-returns every object as masks or polygons instead; ``types`` says which each one is.
+**Rectangles only, both ways.** CVAT's UI tracks rectangles only (``onTracking`` makes
+rectangle tracks; ``checkTrackedStates`` reads every answer through ``trackedRectangleMapper``,
+the min/max of its points). function.yaml declares no ``supported_shape_types``, so the lambda
+manager refuses any other shape type (400) and sends each rectangle as its bare
+``[x1, y1, x2, y2]``; declaring the annotation would make it stop wrapping our answers and the
+UI fail on every one. Callers of the function itself may still start an object from a CVAT
+shape object ``{"type": "rectangle" | "polygon" | "mask", "points": [...]}`` (a mask's points are
+CVAT's RLE: run lengths over its box, then the box's inclusive corners).
+
+The answer is ``{"shapes": [[x1, y1, x2, y2], ...], "states": [...]}``, one of each per object:
+the box of the object's mask (pixel edges: x2 is the last column + 1). A lost object keeps its
+last box (a ``null`` shape would fail the whole batch in the UI), else the box it was started
+from. Masks and polygons over a video are the offline door's (``autotrack task annotate
+--segmenter``, ``autotrack annotate --segmenter``) and the cvat-sdk tracking functions', not
+this one's; ``AUTOTRACK_VOS_OUTPUT`` (mask, polygon) and ``conv_mask_to_poly`` are gone: CVAT
+relabelled every answer as a rectangle.
 
 All objects started in one request share one segmenter (one image encoding per frame for all
 of them) kept in this worker's :class:`~autotrack.sot.SessionStore`; each state
@@ -26,7 +34,7 @@ Problems are answered as by every function here: 400 with ``{"error", "status", 
 Settings (``spec.env``): ``AUTOTRACK_VOS_SESSION_TTL`` (seconds, default 900),
 ``AUTOTRACK_VOS_MAX_SESSIONS`` (live segmenters per worker, default 4: each holds a model's
 memory of past frames), ``AUTOTRACK_VOS_MAX_SHAPES`` (objects per request, default 32),
-``AUTOTRACK_VOS_OUTPUT``, ``AUTOTRACK_STATE_KEY`` and the image limits of every function.
+``AUTOTRACK_STATE_KEY`` and the image limits of every function.
 """
 
 from __future__ import annotations
@@ -59,8 +67,9 @@ from autotrack.vos.sessions import MaskTracker
 
 DEFAULT_MAX_SHAPES = 32
 DEFAULT_MAX_SESSIONS = 4
-OUTPUTS = ("shape", "mask", "polygon")
-TRACKER_FIELDS = ("image", "shapes", "states", "conv_mask_to_poly")
+TRACKER_FIELDS = ("image", "shapes", "states")
+# AUTOTRACK_VOS_OUTPUT once chose masks or polygons; CVAT's tracker takes rectangles only
+_OLD_OUTPUT_VALUES = ("", "shape", "rectangle")
 
 
 @dataclass(frozen=True)
@@ -68,23 +77,23 @@ class MaskTrackerSettings:
     session_ttl_s: float = DEFAULT_TTL_S
     max_sessions: int = DEFAULT_MAX_SESSIONS
     max_shapes: int = DEFAULT_MAX_SHAPES
-    output: str = "shape"
     limits: RequestLimits = field(default_factory=RequestLimits)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> MaskTrackerSettings:
         environ = os.environ if environ is None else environ
-        output = environ.get("AUTOTRACK_VOS_OUTPUT", "").strip() or "shape"
-        if output not in OUTPUTS:
-            raise ValueError(f"AUTOTRACK_VOS_OUTPUT must be one of {', '.join(OUTPUTS)}, "
-                             f"got {output!r}")
+        output = environ.get("AUTOTRACK_VOS_OUTPUT", "").strip()
+        if output not in _OLD_OUTPUT_VALUES:
+            raise ValueError(f"AUTOTRACK_VOS_OUTPUT={output} is no longer supported: CVAT's "
+                             "tracker UI takes rectangles only; for masks or polygons over a "
+                             "video use `autotrack task annotate --segmenter` or the cvat-sdk "
+                             "tracking functions")
         return cls(
             session_ttl_s=env_number(environ, "AUTOTRACK_VOS_SESSION_TTL", DEFAULT_TTL_S, 1e-3),
             max_sessions=int(env_number(environ, "AUTOTRACK_VOS_MAX_SESSIONS",
                                          DEFAULT_MAX_SESSIONS, 0, integer=True)),
             max_shapes=int(env_number(environ, "AUTOTRACK_VOS_MAX_SHAPES", DEFAULT_MAX_SHAPES,
                                        1, integer=True)),
-            output=output,
             limits=RequestLimits.from_env(environ),
         )
 
@@ -93,7 +102,6 @@ class MaskTrackerSettings:
 class MaskTrackerRequest:
     image: np.ndarray
     items: tuple[tuple[str, object], ...]  # ("init", ShapePrompt) or ("continue", state)
-    conv_mask_to_poly: bool = False
     ignored_fields: tuple[str, ...] = ()
 
 
@@ -111,10 +119,6 @@ class MaskTrackerFunction(LambdaFunction[MaskTrackerRequest]):
         payload = parse_json_object(body, limits)
         shapes, states = shapes_and_states(payload, self.settings.max_shapes,
                                            "AUTOTRACK_VOS_MAX_SHAPES")
-        poly = payload.get("conv_mask_to_poly", False)
-        if not isinstance(poly, bool):
-            raise RequestError("'conv_mask_to_poly' must be true or false",
-                               field="conv_mask_to_poly")
         decoded: dict[int, MaskTrackState] = {}
         seen: dict[tuple[str, int], int] = {}
         for i, shape in enumerate(shapes):
@@ -149,7 +153,7 @@ class MaskTrackerFunction(LambdaFunction[MaskTrackerRequest]):
                     items.append(("init", shape_prompt(kind, points, height, width)))
                 except ValueError as exc:
                     raise RequestError(f"'shapes[{i}]': {exc}", field=f"shapes[{i}]") from None
-        return MaskTrackerRequest(image, tuple(items), poly, tuple(
+        return MaskTrackerRequest(image, tuple(items), tuple(
             sorted(str(k) for k in payload if k not in TRACKER_FIELDS)))
 
     def run(self, request: MaskTrackerRequest) -> dict[str, list]:
@@ -168,27 +172,38 @@ class MaskTrackerFunction(LambdaFunction[MaskTrackerRequest]):
                 raise RequestError(f"a state is refused: {exc}", field="states") from None
             for i, result in zip(follows, followed):
                 results[i] = result
-        shapes, states, types = [], [], []
+        shapes, states, lost = [], [], 0
         for mask, state in results:
-            kind = self._output_type(state.shape_type, request.conv_mask_to_poly)
-            shapes.append(shape_points(kind, mask, state.last_box))
+            shapes.append(tracked_box(mask, state))
+            lost += not mask.any()
             states.append(state.encode())
-            types.append(kind)
-        return {"shapes": shapes, "states": states, "types": types}
+        return _Answer({"shapes": shapes, "states": states}, lost=lost)
 
     def describe(self, request: MaskTrackerRequest, result: dict[str, list],
                  milliseconds: float) -> str:
-        lost = sum(shape is None for shape in result["shapes"])
-        return (f"tracked {len(result['shapes'])} objects ({lost} lost) in "
-                f"{milliseconds:.0f} ms")
-
-    def _output_type(self, shape_type: str, conv_mask_to_poly: bool) -> str:
-        kind = shape_type if self.settings.output == "shape" else self.settings.output
-        return "polygon" if conv_mask_to_poly and kind == "mask" else kind
+        lost = getattr(result, "lost", 0)
+        return f"tracked {len(result['shapes'])} objects ({lost} lost) in {milliseconds:.0f} ms"
 
     def _state(self, value: object, index: int) -> MaskTrackState:
         return request_state(value, index, MAX_MASK_STATE_BYTES,
                              lambda text: MaskTrackState.decode(text, self.tracker.kind))
+
+
+class _Answer(dict):
+    """The JSON answer, and how many objects were lost on this frame (for the log only)."""
+
+    def __init__(self, fields: dict, *, lost: int) -> None:
+        super().__init__(fields)
+        self.lost = lost
+
+
+def tracked_box(mask: np.ndarray, state: MaskTrackState) -> list[float]:
+    """What CVAT's tracker UI gets for one object: ``[x1, y1, x2, y2]``, the box of its mask,
+    else (lost) its last box, else the box it was started from; never null."""
+    box = shape_points("rectangle", mask, state.last_box or state.prompt_box)
+    if box is None:  # pragma: no cover (a started state always has a prompt box)
+        raise RuntimeError("a tracked object has no box")
+    return box
 
 
 def _shape_fields(shape: object, index: int) -> tuple[str, object]:
@@ -233,4 +248,5 @@ def handle(context: object, event: object) -> object:
     return handle_loaded(context, event, MaskTrackerFunction)
 
 
-__all__ = ["MaskTrackerFunction", "MaskTrackerSettings", "handle", "init_context"]
+__all__ = ["MaskTrackerFunction", "MaskTrackerSettings", "handle", "init_context",
+           "tracked_box"]

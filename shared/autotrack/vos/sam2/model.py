@@ -80,13 +80,18 @@ def _check_image_size(image_size: int | None) -> int:
 
 def resolve_checkpoint(checkpoint: str | os.PathLike | None, config: str,
                        random_init: bool = False) -> Path | None:
-    """The checkpoint to load: the argument, else the env var, else None (random) if allowed."""
+    """The checkpoint to load: the argument, else the env var; None (seeded random weights)
+    when ``random_init`` asks for them, which then wins over the env var, as for XMem (a
+    deployed function sets the env var; a test or benchmark that asks for noise gets noise).
+    A checkpoint argument together with ``random_init`` is a contradiction (ValueError)."""
     name = _check_config(config)
+    if random_init:
+        if checkpoint is not None:
+            raise ValueError("give a checkpoint or random_init=True, not both")
+        return None
     if checkpoint is None:
         checkpoint = os.environ.get(ENV_CHECKPOINT) or None
     if checkpoint is None:
-        if random_init:
-            return None
         raise ModelNotFoundError(
             f"no SAM2 checkpoint: pass checkpoint= or set {ENV_CHECKPOINT} to the official "
             f"{name} weights ({CONFIGS[name][1]})")
