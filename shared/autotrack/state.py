@@ -5,7 +5,11 @@ untrusted input: it is plain JSON (never pickle), arrays are typed base64 blobs 
 comes from an allow-list and whose size must match their declared shape, the whole text is
 size-limited before parsing, and a digest over the payload refuses edited state. With
 ``AUTOTRACK_STATE_KEY`` set the digest is an HMAC, so only holders of the key can forge it.
-Semantic checks (shapes agreeing, IDs unique, ...) belong to each tracker's ``from_state``.
+Without the key anyone can recompute the digest, so every number is also checked: each plain
+number in a payload goes through :mod:`autotrack.numbers` (finite, an int of at most 64 bits,
+a float within 1e15) before a tracker sees it, and :class:`PayloadReader` reads fields in their
+own ranges. Semantic checks (shapes agreeing, IDs unique, ...) belong to each tracker's
+``from_state``. No message quotes more than a few characters of the state.
 """
 
 from __future__ import annotations
@@ -17,17 +21,29 @@ import hmac
 import json
 import math
 import os
+import re
 from typing import Any
 
 import numpy as np
 
 from autotrack.errors import StateError
+from autotrack.numbers import (
+    MAX_INT_BITS,
+    NumberError,
+    is_number,
+    parse_integer,
+    parse_number,
+    quote,
+)
 
 STATE_FORMAT = "autotrack-state"
 MAX_STATE_BYTES = 16 * 1024 * 1024
 _ARRAY_TAG = "__ndarray__"
 _ALLOWED_DTYPES = {"<f8", "<f4", "<f2", "<i8", "<i4", "<i2", "|i1", "|u1", "|b1"}
 _MAX_DEPTH = 16
+_MAX_DIMENSIONS = 4
+# the two digests :func:`_digest` writes; anything else (another length, non-ASCII) is refused
+_DIGEST_RE = re.compile(r"(?:sha256|hmac-sha256):[0-9a-f]{64}", re.ASCII)
 
 
 def _state_key() -> bytes | None:
@@ -74,14 +90,17 @@ def _decode_array(spec: Any) -> np.ndarray:
     if not isinstance(spec, dict) or set(spec) != {"dtype", "shape", "data"}:
         raise StateError("state array must have exactly dtype, shape and data")
     dtype_str, shape, data = spec["dtype"], spec["shape"], spec["data"]
-    if dtype_str not in _ALLOWED_DTYPES:
-        raise StateError(f"state array has a disallowed dtype {dtype_str!r}")
-    if (
-        not isinstance(shape, list)
-        or len(shape) > 4
-        or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d for d in shape)
-    ):
-        raise StateError("state array shape must be a list of at most 4 non-negative integers")
+    if not isinstance(dtype_str, str) or dtype_str not in _ALLOWED_DTYPES:
+        raise StateError(f"state array has a disallowed dtype {quote(dtype_str)}")
+    shape_error = (f"state array shape must be a list of at most {_MAX_DIMENSIONS} "
+                   "non-negative integers")
+    if not isinstance(shape, list) or len(shape) > _MAX_DIMENSIONS:
+        raise StateError(shape_error)
+    try:
+        shape = [parse_integer(d, "state array shape", low=0, high=2**62)
+                 for d in shape]
+    except NumberError:
+        raise StateError(shape_error) from None
     if not isinstance(data, str):
         raise StateError("state array data must be a base64 string")
     dtype = np.dtype(dtype_str)
@@ -113,6 +132,15 @@ def _from_json(value: Any, depth: int = 0) -> Any:
         return {k: _from_json(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list):
         return [_from_json(v, depth + 1) for v in value]
+    if is_number(value):  # every plain number, whatever its field: finite and not absurd
+        try:
+            if isinstance(value, int):
+                parse_integer(value, "a state number", low=-(2**MAX_INT_BITS),
+                              high=2**MAX_INT_BITS)
+            else:
+                parse_number(value, "a state number")
+        except NumberError as exc:
+            raise StateError(f"tracker state holds a number out of range: {exc}") from None
     return value
 
 
@@ -152,22 +180,24 @@ def decode_state(
     if not isinstance(envelope, dict) or envelope.get("format") != STATE_FORMAT:
         raise StateError(f"tracker state is not an {STATE_FORMAT} document")
     if envelope.get("kind") != kind:
-        raise StateError(f"tracker state is for {envelope.get('kind')!r}, not {kind!r}")
+        raise StateError(f"tracker state is for {quote(envelope.get('kind'))}, not {kind!r}")
     version = envelope.get("version")
-    if version not in supported_versions:
-        raise StateError(
-            f"tracker state version {version!r} is not supported (supported: {list(supported_versions)})"
-        )
+    if isinstance(version, bool) or version not in supported_versions:
+        raise StateError(f"tracker state version {quote(version)} is not supported "
+                         f"(supported: {list(supported_versions)})")
     payload_json = envelope.get("payload")
     digest = envelope.get("digest")
     if not isinstance(payload_json, dict) or not isinstance(digest, str):
         raise StateError("tracker state lacks its payload or digest")
+    mismatch = "tracker state digest does not match its payload (edited or corrupted)"
+    if not _DIGEST_RE.fullmatch(digest):  # e.g. non-ASCII, which compare_digest cannot take
+        raise StateError(mismatch)
     try:
         expected = _digest(_canonical(payload_json))
     except (ValueError, TypeError, RecursionError):
         raise StateError("tracker state payload cannot be canonicalised") from None
-    if not hmac.compare_digest(expected, digest):
-        raise StateError("tracker state digest does not match its payload (edited or corrupted)")
+    if not hmac.compare_digest(expected.encode("ascii"), digest.encode("ascii")):
+        raise StateError(mismatch)
     return version, _from_json(payload_json)
 
 
@@ -193,11 +223,21 @@ class PayloadReader:
             raise StateError(f"tracker state field {key!r} has shape {value.shape}, expected {shape}")
         return value
 
-    def integer(self, key: str, minimum: int = 0) -> int:
-        value = self._payload.get(key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-            raise StateError(f"tracker state field {key!r} must be an integer >= {minimum}")
-        return value
+    def integer(self, key: str, minimum: int = 0, maximum: int = 2**31 - 1) -> int:
+        """An int field in ``[minimum, maximum]`` (a float, even 3.0, is refused)."""
+        try:
+            return parse_integer(self._payload.get(key), f"tracker state field {key!r}",
+                                 low=minimum, high=maximum)
+        except NumberError as exc:
+            raise StateError(str(exc)) from None
+
+    def number(self, key: str, low: float, high: float) -> float:
+        """A number field in ``[low, high]``, as a float."""
+        try:
+            return parse_number(self._payload.get(key), f"tracker state field {key!r}",
+                                low=low, high=high)
+        except NumberError as exc:
+            raise StateError(str(exc)) from None
 
     def mapping(self, key: str) -> dict[str, Any]:
         value = self._payload.get(key)

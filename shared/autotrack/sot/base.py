@@ -21,30 +21,27 @@ from typing import Protocol
 import numpy as np
 
 from autotrack.errors import StateError
+from autotrack.numbers import MAX_COORDINATE, NumberError, parse_numbers
 from autotrack.state import PayloadReader, decode_state, encode_state
 
 MAX_SOT_STATE_BYTES = 16 * 1024  # one shape's in-band state, as JSON text
 SOT_STATE_VERSION = 1
 _SESSION_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 _MAX_TEMPLATE_SIDE = 256
-_MAX_COORD = 1e6
+MIN_FRAME_SIDE = 2  # VitTrack, NanoTrack and OSTrack need frames of at least 2x2 pixels
+# Their search regions grow with the box: a full-frame box on a 65000x2 frame made NanoTrack
+# allocate 38 GB. No video is that thin; XMem refuses over 4:1, these trackers over 16:1.
+MAX_FRAME_ASPECT = 16
 
 Box = tuple[float, float, float, float]
 
 
 def check_box(values: object, what: str = "box") -> Box:
-    """Four finite numbers x1 < x2, y1 < y2 (ValueError with a reason otherwise)."""
+    """Four finite numbers x1 < x2, y1 < y2 within :data:`~autotrack.numbers.MAX_COORDINATE`
+    (ValueError, a :class:`~autotrack.numbers.NumberError` for the numbers, otherwise)."""
     if not isinstance(values, (list, tuple, np.ndarray)) or len(values) != 4:
-        raise ValueError(f"{what} must be 4 numbers [x1, y1, x2, y2]")
-    out = []
-    for v in values:
-        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer,
-                                                                   np.floating)):
-            raise ValueError(f"{what} must hold numbers only")
-        v = float(v)
-        if not math.isfinite(v) or abs(v) > _MAX_COORD:
-            raise ValueError(f"{what} holds a non-finite or huge coordinate")
-        out.append(v)
+        raise NumberError(f"{what} must be 4 numbers [x1, y1, x2, y2]")
+    out = parse_numbers(values, what, low=-MAX_COORDINATE, high=MAX_COORDINATE, count=4)
     x1, y1, x2, y2 = out
     if not (x2 > x1 and y2 > y1):
         raise ValueError(f"{what} must have x2 > x1 and y2 > y1, got {out}")
@@ -73,9 +70,10 @@ class SotState:
         return text
 
     def encode_unchecked(self) -> str:
+        score = float(self.score)
         payload = {
             "box": np.asarray(self.box, dtype=np.float64),
-            "score": float(self.score),
+            "score": min(max(score, 0.0), 1.0) if math.isfinite(score) else 0.0,
             "template": np.frombuffer(self.template, dtype=np.uint8),
             "template_box": np.asarray(self.template_box, dtype=np.float64),
             "session": self.session,
@@ -101,14 +99,11 @@ class SotState:
         template = reader.array("template", "u", (None,)).tobytes()
         if not template.startswith(b"\xff\xd8"):
             raise StateError("SOT state template is not a JPEG")
-        score = payload.get("score")
-        if isinstance(score, bool) or not isinstance(score, (int, float)) \
-                or not math.isfinite(score):
-            raise StateError("SOT state score must be a finite number")
+        score = reader.number("score", 0.0, 1.0)
         session = payload.get("session")
         if not isinstance(session, str) or not _SESSION_RE.match(session):
             raise StateError("SOT state session id is malformed")
-        return cls(kind=kind, box=box, score=float(score), template=template,
+        return cls(kind=kind, box=box, score=score, template=template,
                    template_box=template_box, session=session, step=reader.integer("step"))
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from autotrack.errors import StateError
 from autotrack.models import resolve_model
-from autotrack.sot.base import MAX_SOT_STATE_BYTES, Box, SotState, check_box
+from autotrack.sot.base import MAX_SOT_STATE_BYTES, MIN_FRAME_SIDE, Box, SotState, check_box
 from autotrack.sot.session import Session, SessionStore
 from autotrack.state import decode_state_jpeg
 
@@ -151,8 +151,9 @@ def make_template(frame: np.ndarray, box: Box, side_px: int = TEMPLATE_SIDE,
 
 def _check_frame(frame: np.ndarray) -> np.ndarray:
     if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 \
-            or frame.shape[2] != 3 or frame.shape[0] < 2 or frame.shape[1] < 2:
-        raise ValueError("frame must be an HxWx3 uint8 BGR image")
+            or frame.shape[2] != 3 or min(frame.shape[:2]) < MIN_FRAME_SIDE:
+        raise ValueError(f"frame must be an HxWx3 uint8 BGR image of at least "
+                         f"{MIN_FRAME_SIDE}x{MIN_FRAME_SIDE} pixels")
     return frame
 
 

@@ -27,7 +27,6 @@ a mask that flips at every pixel fits. The text is written and checked with
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 from dataclasses import dataclass, replace
 
@@ -36,6 +35,7 @@ import numpy as np
 
 from autotrack.errors import StateError
 from autotrack.masks import decode_cvat_mask, encode_cvat_mask, mask_box, mask_to_polygon
+from autotrack.numbers import MAX_COORDINATE, parse_numbers, quote
 from autotrack.state import PayloadReader, decode_state, decode_state_jpeg, encode_state
 
 MAX_MASK_STATE_BYTES = 256 * 1024
@@ -44,6 +44,7 @@ PROMPT_MAX_SIDE = 512
 SHAPE_TYPES = ("rectangle", "polygon", "mask")
 POLYGON_TOLERANCE = 1.0  # pixels a returned polygon may stray from the mask's outline
 MAX_FRAME_SIDE = 65535
+MAX_RUN = MAX_FRAME_SIDE * MAX_FRAME_SIDE  # a mask's run lengths: at most a whole frame
 # (longest side, JPEG quality) tried in turn until a state fits under the cap
 _STORE_LEVELS = ((512, 85), (384, 80), (256, 75), (160, 70), (96, 60))
 _SESSION_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
@@ -221,8 +222,8 @@ def state_kind(kind: str) -> str:
 def shape_prompt(shape_type: object, points: object, height: int, width: int) -> ShapePrompt:
     """A CVAT shape (``type`` and ``points`` as CVAT stores them) as a prompt on a frame of
     this size; ValueError says what is wrong."""
-    if shape_type not in SHAPE_TYPES:
-        raise ValueError(f"shape type {shape_type!r} cannot be tracked: one of "
+    if not isinstance(shape_type, str) or shape_type not in SHAPE_TYPES:
+        raise ValueError(f"shape type {quote(shape_type)} cannot be tracked: one of "
                          f"{', '.join(SHAPE_TYPES)}")
     values = _numbers(points, shape_type)
     if shape_type == "rectangle":
@@ -312,17 +313,13 @@ def _jpeg(image: np.ndarray, quality: int) -> bytes:
     return data.tobytes()
 
 
-def _numbers(points: object, what: str) -> list[float]:
-    if not isinstance(points, (list, tuple)):
-        raise ValueError(f"a {what}'s points must be a list of numbers")
-    values = []
-    for v in points:
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise ValueError(f"a {what}'s points must hold numbers only")
-        if not math.isfinite(v) or abs(v) > 1e7:
-            raise ValueError(f"a {what}'s points hold a non-finite or huge number")
-        values.append(float(v))
-    return values
+def _numbers(points: object, shape_type: str) -> list[float]:
+    """A shape's points (:mod:`autotrack.numbers`): pixel coordinates, or a mask's run lengths
+    (at most a whole frame) and box."""
+    if shape_type == "mask":
+        return parse_numbers(points, "a mask's points", low=0, high=MAX_RUN)
+    return parse_numbers(points, f"a {shape_type}'s points", low=-MAX_COORDINATE,
+                         high=MAX_COORDINATE)
 
 
 def _size(reader: PayloadReader, key: str, limit: tuple[int, int]) -> tuple[int, int]:

@@ -53,6 +53,7 @@ import numpy as np
 
 from autotrack.errors import InputError
 from autotrack.masks import decode_cvat_mask, polygons_to_masks
+from autotrack.numbers import NumberError, describe, parse_integer, parse_number, quote
 from autotrack.vos.base import ObjectPrompt
 
 MAX_FILE_BYTES = 16 * 1024 * 1024
@@ -70,12 +71,27 @@ class _Located(dict):
     end = 0
 
 
+class _LongNumber(ValueError):
+    """An integer literal with more digits than any prompt number has."""
+
+
+_MAX_INT_DIGITS = 18
+
+
+def _parse_int(text: str) -> int:
+    """Python refuses to convert integers of over 4,300 digits (ValueError) and is slow far
+    below that: a prompt's numbers never need more than 18."""
+    if len(text.lstrip("-")) > _MAX_INT_DIGITS:
+        raise _LongNumber(f"a number of {len(text.lstrip('-'))} digits")
+    return int(text)
+
+
 def _parse_located(text: str):
     """``json.loads`` whose objects are :class:`_Located` (the pure-Python scanner lets us
     see where each object starts; prompt files are small)."""
     from json import decoder, scanner
 
-    dec = json.JSONDecoder(object_pairs_hook=_Located)
+    dec = json.JSONDecoder(object_pairs_hook=_Located, parse_int=_parse_int)
 
     def parse_object(s_and_end, *args):
         obj, end = decoder.JSONObject(s_and_end, *args)
@@ -204,12 +220,23 @@ class _Reader:
 
 
 def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    """A whole number a prompt may hold (:func:`autotrack.numbers.parse_integer`'s range)."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        return False
+    try:
+        parse_integer(value, "value")
+    except NumberError:
+        return False
+    return True
 
 
 def _is_number(value) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and bool(np.isfinite(value)))
+    """A finite number of sane size (:func:`autotrack.numbers.parse_number`)."""
+    try:
+        parse_number(value, "value")
+    except NumberError:
+        return False
+    return True
 
 
 def _xy_list(r: _Reader, entry, key: str, value, what: str, minimum: int) -> np.ndarray:
@@ -239,7 +266,7 @@ def _mask(r: _Reader, entry, value, where: str) -> MaskSpec:
     if keys != _RLE_KEYS:
         extra = sorted(keys - _RLE_KEYS - {"polygon"})
         missing = sorted(_RLE_KEYS - keys)
-        detail = (f"unknown field {extra[0]!r}" if extra
+        detail = (f"unknown field {quote(extra[0])}" if extra
                   else f"missing {', '.join(missing)}" if "polygon" not in keys
                   else "give either 'polygon' or 'rle', not both")
         r.fail(value, f"{where}: mask: {detail}")
@@ -247,7 +274,7 @@ def _mask(r: _Reader, entry, value, where: str) -> MaskSpec:
         v = value[key]
         if not _is_int(v) or v < 0 or (key in ("width", "height") and v == 0):
             r.fail(value, f"{where}: mask {key} must be a whole number "
-                          f"{'> 0' if key in ('width', 'height') else '>= 0'}, got {v!r}", key)
+                          f"{'> 0' if key in ('width', 'height') else '>= 0'}, got {describe(v)}", key)
     runs = value["rle"]
     if isinstance(runs, str):
         try:
@@ -271,20 +298,20 @@ def _entry(r: _Reader, entry) -> PromptEntry:
         r.fail(None, "each entry of 'objects' must be a JSON object")
     unknown = sorted(set(entry) - _ENTRY_KEYS)
     if unknown:
-        r.fail(entry, f"unknown field {unknown[0]!r} (fields: {', '.join(sorted(_ENTRY_KEYS))})",
+        r.fail(entry, f"unknown field {quote(unknown[0])} (fields: {', '.join(sorted(_ENTRY_KEYS))})",
                unknown[0])
     for key in ("id", "label", "frame"):
         if key not in entry:
             r.fail(entry, f"entry lacks {key!r}")
     object_id, label, frame = entry["id"], entry["label"], entry["frame"]
     if not _is_int(object_id) or not 0 <= object_id <= MAX_ID:
-        r.fail(entry, f"id must be a whole number from 0 to {MAX_ID}, got {object_id!r}", "id")
+        r.fail(entry, f"id must be a whole number from 0 to {MAX_ID}, got {describe(object_id)}", "id")
     where = f"object {object_id}"
     if not isinstance(label, str) or not label.strip() or len(label) > 256:
         r.fail(entry, f"{where}: label must be a non-empty string (at most 256 characters)",
                "label")
     if not _is_int(frame) or frame < 0:
-        r.fail(entry, f"{where}: frame must be a whole number >= 0, got {frame!r}", "frame")
+        r.fail(entry, f"{where}: frame must be a whole number >= 0, got {describe(frame)}", "frame")
     if not ({"box", "points", "mask"} & set(entry)):
         r.fail(entry, f"{where}: give a 'box', 'points' or a 'mask'")
     if "point_labels" in entry and "points" not in entry:
@@ -331,11 +358,14 @@ def parse_prompts(text: str, source: str = "<prompts>") -> PromptFile:
                          f"{exc.colno})") from None
     except RecursionError:
         raise InputError(f"{source}: JSON nested too deeply") from None
+    except _LongNumber as exc:
+        raise InputError(f"{source}: {exc}; prompt numbers have at most {_MAX_INT_DIGITS} "
+                         "digits") from None
     if isinstance(data, _Located):
         unknown = sorted(set(data) - {"objects"})
         if unknown or "objects" not in data:
             r.fail(data, "the file must be {\"objects\": [...]} (or just the list); "
-                         + (f"unknown field {unknown[0]!r}" if unknown else "'objects' missing"),
+                         + (f"unknown field {quote(unknown[0])}" if unknown else "'objects' missing"),
                    unknown[0] if unknown else None)
         items = data["objects"]
     else:

@@ -9,6 +9,14 @@ masks are lists of 0/1 per pixel (megabytes on a full-HD frame) and its lambda m
 functions with ``requests``, which sends ``Accept-Encoding: gzip`` and decodes the body
 (``cvat/apps/lambda_manager/views.py``, ``LambdaGateway._http``). A caller that does not ask
 gets plain JSON, so nothing depends on it.
+
+An error answer is short whatever the request held: its message is cut to
+:data:`MAX_ERROR_CHARS` characters and the whole body to :data:`MAX_ERROR_BYTES` (messages
+quote at most a few characters of the input, :func:`autotrack.numbers.quote`). CVAT's lambda
+manager keeps only the status of a 4xx, so every refusal is also logged, as one line with a
+request id (the event's id, else a made-up one), the body's size and the answer's size and
+reason, never the payload; a model failure logs its traceback's frames and the same short
+reason.
 """
 
 from __future__ import annotations
@@ -16,18 +24,24 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import sys
 import time
 import traceback
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from autotrack.cvat.nuclio.request import RequestError
 from autotrack.errors import InputError
+from autotrack.numbers import quote, shorten
 
 USER_DATA_KEY = "autotrack"
 RequestT = TypeVar("RequestT")
+MAX_ERROR_CHARS = 512  # an error message, in an answer or a log line
+MAX_ERROR_BYTES = 4096  # a whole error answer
+_EVENT_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}", re.ASCII)
 
 
 class LambdaFunction(Generic[RequestT]):
@@ -46,40 +60,32 @@ class LambdaFunction(Generic[RequestT]):
 
     def handle(self, context: object, event: object) -> object:
         """The response to one event; never raises."""
+        rid = request_id(event)
         try:
-            return self._handle(context, event)
+            return self._handle(context, event, rid)
         except Exception as exc:  # a bug here must still answer, not kill the worker
-            log(context, "error", f"autotrack: internal error: {one_line(exc)}\n"
-                                  f"{traceback.format_exc()}")
-            return respond(context, 500, {"error": f"internal error: {one_line(exc)}",
-                                          "status": 500})
+            return fail(context, event, rid, f"internal error: {one_line(exc)}", exc,
+                        "autotrack: internal error on")
 
-    def _handle(self, context: object, event: object) -> object:
+    def _handle(self, context: object, event: object, rid: str) -> object:
         started = time.perf_counter()
         try:
             request = self.parse(getattr(event, "body", None))
         except RequestError as exc:
-            log(context, "warn", f"autotrack: refused request ({exc.status}): {exc}")
-            return respond(context, exc.status, exc.to_json())
+            return refuse(context, event, rid, exc.status, str(exc), exc.field)
         ignored = getattr(request, "ignored_fields", ())
         if ignored:
-            log(context, "debug", f"autotrack: ignoring fields {', '.join(ignored)}")
+            log(context, "debug", f"autotrack: request {rid} ignores fields {names(ignored)}")
         try:
             result = self.run(request)
         except RequestError as exc:  # the request was well-formed but its content is refused
-            log(context, "warn", f"autotrack: refused request ({exc.status}): {exc}")
-            return respond(context, exc.status, exc.to_json())
+            return refuse(context, event, rid, exc.status, str(exc), exc.field)
         except InputError as exc:
-            log(context, "warn", f"autotrack: refused request: {one_line(exc)}")
-            return respond(context, 400, {"error": one_line(exc), "status": 400})
+            return refuse(context, event, rid, 400, one_line(exc))
         except Exception as exc:
-            log(context, "error", f"autotrack: the model failed: {one_line(exc)}\n"
-                                  f"{traceback.format_exc()}")
-            return respond(context, 500, {
-                "error": f"the model failed on {self.failure_subject}: "
-                         f"{type(exc).__name__}: {one_line(exc)}",
-                "status": 500,
-            })
+            return fail(context, event, rid, f"the model failed on {self.failure_subject}: "
+                        f"{type(exc).__name__}: {one_line(exc)}", exc,
+                        "autotrack: the model failed on")
         milliseconds = 1000 * (time.perf_counter() - started)
         log(context, "info", f"autotrack: {self.describe(request, result, milliseconds)}")
         return respond(context, 200, result, accepts_gzip=accepts_gzip(event))
@@ -126,8 +132,8 @@ def handle_loaded(context: object, event: object, kind: type[LambdaFunction]) ->
     function = getattr(getattr(context, "user_data", None), USER_DATA_KEY, None)
     if not isinstance(function, kind):
         message = "the function is not initialised: init_context did not finish (see its logs)"
-        log(context, "error", f"autotrack: {message}")
-        return respond(context, 503, {"error": message, "status": 503})
+        log(context, "error", f"autotrack: request {request_id(event)}: {message}")
+        return respond(context, 503, error_payload(503, message))
     return function.handle(context, event)
 
 
@@ -163,6 +169,80 @@ def respond(context: object, status: int, payload: object, *,
                           status_code=status)
 
 
+def request_id(event: object) -> str:
+    """The event's id when it is a short plain token, else a new random one (a log line's
+    handle on one request: CVAT shows only the status of a refusal)."""
+    value = getattr(event, "id", None)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63:
+        return str(value)
+    if isinstance(value, str) and _EVENT_ID_RE.fullmatch(value):
+        return value
+    return "at-" + uuid.uuid4().hex[:12]
+
+
+def body_size(event: object) -> str:
+    """The request body's size in words, without reading (or copying) its content."""
+    body = getattr(event, "body", None)
+    if isinstance(body, (bytes, bytearray)):
+        return f"{len(body)} bytes"
+    if isinstance(body, memoryview):
+        return f"{body.nbytes} bytes"
+    if isinstance(body, str):
+        return f"{len(body)} characters"
+    size = getattr(event, "size", None)
+    known = f", {size} bytes" if isinstance(size, int) and not isinstance(size, bool) else ""
+    if isinstance(body, dict):
+        return f"a parsed object of {len(body)} fields{known}"
+    return f"{'no body' if body is None else 'a parsed ' + type(body).__name__}{known}"
+
+
+def error_payload(status: int, message: str, field: str | None = None) -> dict[str, object]:
+    """An error answer's JSON: ``error`` cut to :data:`MAX_ERROR_CHARS` characters, then to
+    what fits :data:`MAX_ERROR_BYTES` once encoded (escapes can make a character 12 bytes)."""
+    text = shorten(" ".join(str(message)[:2 * MAX_ERROR_CHARS].split()) or "error",
+                   MAX_ERROR_CHARS)
+    payload: dict[str, object] = {"error": text, "status": int(status)}
+    if field is not None:
+        payload["field"] = shorten(str(field), 64)
+    while len(json.dumps(payload, separators=(",", ":"))) > MAX_ERROR_BYTES:
+        text = shorten(text, len(text) // 2)
+        payload["error"] = text
+    return payload
+
+
+def refuse(context: object, event: object, rid: str, status: int, message: str,
+           field: str | None = None) -> object:
+    """Answer a refused request (4xx) and log it: id, sizes and reason, not the payload."""
+    payload = error_payload(status, message, field)
+    response = respond(context, status, payload)
+    log(context, "warn", f"autotrack: refused request {rid} ({status}, body "
+                         f"{body_size(event)}, answer {_answer_bytes(payload)} bytes): "
+                         f"{payload['error']}")
+    return response
+
+
+def fail(context: object, event: object, rid: str, message: str, exc: BaseException,
+         what: str) -> object:
+    """Answer 500 and log the failure: id, sizes, reason and the traceback's frames (the
+    exception's own text only as far as the answer quotes it)."""
+    payload = error_payload(500, message)
+    frames = "".join(traceback.format_tb(exc.__traceback__))
+    log(context, "error", f"{what} request {rid} (body {body_size(event)}): "
+                          f"{payload['error']}\nTraceback (most recent call last):\n{frames}"
+                          f"{type(exc).__name__}")
+    return respond(context, 500, payload)
+
+
+def names(fields: tuple[str, ...] | list[str], most: int = 8) -> str:
+    """Field names from a request for a log line: a few, each quoted short."""
+    shown = ", ".join(quote(name) for name in list(fields)[:most])
+    return shown + (f" and {len(fields) - most} more" if len(fields) > most else "")
+
+
+def _answer_bytes(payload: dict[str, object]) -> int:
+    return len(json.dumps(payload, separators=(",", ":")).encode("utf-8"))
+
+
 def log(context: object, level: str, message: str) -> None:
     """Log through Nuclio's logger (debug/info/warn/error) or a stdlib-style one."""
     logger = getattr(context, "logger", None)
@@ -177,4 +257,5 @@ def log(context: object, level: str, message: str) -> None:
 
 
 def one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+    """An exception's message on one line, at most a few thousand characters of it."""
+    return " ".join(str(exc)[:4 * MAX_ERROR_CHARS].split()) or type(exc).__name__

@@ -58,6 +58,7 @@ from autotrack.cvat.nuclio.request import (
     parse_json_object,
 )
 from autotrack.masks import mask_to_polygon
+from autotrack.numbers import MAX_COORDINATE, NumberError, describe, parse_numbers
 from autotrack.settings import env_number
 from autotrack.vos.base import Interactor, InteractorResult, ObjectPrompt
 from autotrack.vos.factory import interactor_factory
@@ -175,8 +176,8 @@ def _points(value: object, name: str) -> list[tuple[float, float]]:
     if value is None:
         return []
     if not isinstance(value, list):
-        raise RequestError(f"'{name}' must be a list of [x, y] points, got "
-                           f"{type(value).__name__}", field=name)
+        raise RequestError(f"'{name}' must be a list of [x, y] points, got {describe(value)}",
+                           field=name)
     points = []
     for k, point in enumerate(value):
         points.append(_pair(point, f"{name}[{k}]"))
@@ -184,14 +185,14 @@ def _points(value: object, name: str) -> list[tuple[float, float]]:
 
 
 def _pair(point: object, where: str) -> tuple[float, float]:
+    """Two pixel coordinates, read by :mod:`autotrack.numbers`."""
     if not isinstance(point, (list, tuple)) or len(point) != 2:
         raise RequestError(f"'{where}' must be an [x, y] pair", field=where)
-    for v in point:
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise RequestError(f"'{where}' must hold two numbers", field=where)
-        if not math.isfinite(v):
-            raise RequestError(f"'{where}' holds a non-finite number", field=where)
-    return float(point[0]), float(point[1])
+    try:
+        x, y = parse_numbers(point, f"'{where}'", low=-MAX_COORDINATE, high=MAX_COORDINATE)
+    except NumberError as exc:
+        raise RequestError(str(exc), field=where) from None
+    return x, y
 
 
 def _box(value: object) -> tuple[float, float, float, float] | None:

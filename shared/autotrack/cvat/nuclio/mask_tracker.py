@@ -52,8 +52,13 @@ from autotrack.cvat.nuclio.request import (
     decode_base64_image,
     parse_json_object,
 )
-from autotrack.cvat.nuclio.tracker import request_state, shapes_and_states
+from autotrack.cvat.nuclio.tracker import (
+    request_state,
+    shape_rotation,
+    shapes_and_states,
+)
 from autotrack.errors import StateError
+from autotrack.numbers import describe, quote
 from autotrack.settings import env_number
 from autotrack.sot.session import DEFAULT_TTL_S, SessionStore
 from autotrack.vos.factory import SegmenterFactory, segmenter_factory
@@ -213,14 +218,12 @@ def _shape_fields(shape: object, index: int) -> tuple[str, object]:
         return "rectangle", shape
     if not isinstance(shape, dict):
         raise RequestError(f"'{where}' must be a rectangle's [x1, y1, x2, y2] or a shape "
-                           f"object, got {type(shape).__name__}", field=where)
+                           f"object, got {describe(shape)}", field=where)
     kind = shape.get("type", "rectangle")
-    if kind not in ("rectangle", "polygon", "mask"):
-        raise RequestError(f"'{where}' is a {kind!r}; this tracker follows rectangles, "
-                           "polygons and masks", field=where)
-    rotation = shape.get("rotation", 0) or 0
-    if kind == "rectangle" and (isinstance(rotation, bool) or
-                                not isinstance(rotation, (int, float)) or rotation % 360 != 0):
+    if not isinstance(kind, str) or kind not in ("rectangle", "polygon", "mask"):
+        raise RequestError(f"'{where}' has type {quote(kind)}; this tracker follows "
+                           "rectangles, polygons and masks", field=where)
+    if kind == "rectangle" and shape_rotation(shape, where) % 360 != 0:
         raise RequestError(f"'{where}' is rotated; this tracker follows upright boxes only",
                            field=where)
     if not isinstance(shape.get("points"), list):

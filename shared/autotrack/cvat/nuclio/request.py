@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ import numpy as np
 
 from autotrack.errors import InputError
 from autotrack.image_header import ImageHeader, ImageHeaderError, read_image_header
+from autotrack.numbers import NumberError, describe, parse_number
 
 MAX_BODY_BYTES = 32 * 1024 * 1024  # the HTTP trigger's maxRequestBodySize in function.yaml
 MAX_IMAGE_BYTES = 24 * 1024 * 1024  # decoded; its base64 (4/3 larger) fits in MAX_BODY_BYTES
@@ -221,19 +221,13 @@ def decode_image(
 
 
 def parse_threshold(value: object, *, field: str = "threshold") -> float | None:
-    """A confidence threshold in [0, 1]; None when absent. Booleans and strings are refused."""
+    """A confidence threshold in [0, 1] (:mod:`autotrack.numbers`); None when absent."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise RequestError(
-            f"'{field}' must be a number between 0 and 1, got {_json_kind(value)}", field=field
-        )
-    if isinstance(value, float) and not math.isfinite(value):
-        raise RequestError(f"'{field}' must be a finite number, got {value}", field=field)
-    if not 0 <= value <= 1:
-        shown = value if isinstance(value, float) or abs(value) < 10**12 else "a huge integer"
-        raise RequestError(f"'{field}' must lie between 0 and 1, got {shown}", field=field)
-    return float(value)
+    try:
+        return parse_number(value, f"'{field}'", low=0, high=1)
+    except NumberError as exc:
+        raise RequestError(str(exc), field=field) from None
 
 
 def _optional_bool(value: object, name: str) -> bool:
@@ -254,20 +248,7 @@ def _image_too_large(size: int, limits: RequestLimits, field: str) -> RequestErr
 
 def _json_kind(value: object) -> str:
     """How a value looks to someone writing JSON: 'a string ("high")', 'an array', ..."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return f"a boolean ({'true' if value else 'false'})"
-    if isinstance(value, (int, float)):
-        return f"a number ({value})" if abs(value) < 10**12 else "a huge number"
-    if isinstance(value, str):
-        shown = value if len(value) <= 32 else value[:29] + "..."
-        return f"a string ({json.dumps(shown)})"
-    if isinstance(value, (list, tuple)):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return f"a {type(value).__name__}"
+    return describe(value)
 
 
 def _one_line(exc: BaseException) -> str:

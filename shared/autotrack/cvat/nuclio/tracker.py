@@ -21,6 +21,8 @@ after a restart, re-initialises from the state's template and last box.
 Problems are answered like the detector functions do (:mod:`autotrack.cvat.nuclio.request`):
 400 with ``{"error", "status", "field"}`` for malformed input or edited, foreign or unknown
 states, 413 for what is too large, 500 for a model failure, 503 before :func:`init_context`.
+Every number (box, rotation, state fields) is read by :mod:`autotrack.numbers`; a frame under
+2x2 pixels (which the models cannot take) is refused before the model runs.
 
 Settings (function.yaml ``spec.env``): ``AUTOTRACK_SOT_SESSION_TTL`` (seconds a live tracker is
 kept unused, default 900), ``AUTOTRACK_SOT_MAX_SESSIONS`` (live trackers per worker, default
@@ -30,7 +32,6 @@ kept unused, default 900), ``AUTOTRACK_SOT_MAX_SESSIONS`` (live trackers per wor
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -51,6 +52,7 @@ from autotrack.cvat.nuclio.request import (
     parse_json_object,
 )
 from autotrack.errors import StateError
+from autotrack.numbers import NumberError, describe, parse_number, quote
 from autotrack.settings import env_number
 from autotrack.sot import (
     MAX_SOT_STATE_BYTES,
@@ -59,7 +61,7 @@ from autotrack.sot import (
     check_box,
     load_sot,
 )
-from autotrack.sot.base import SingleObjectTracker
+from autotrack.sot.base import MAX_FRAME_ASPECT, MIN_FRAME_SIDE, SingleObjectTracker
 from autotrack.sot.session import DEFAULT_MAX_SESSIONS, DEFAULT_TTL_S
 
 StateT = TypeVar("StateT")
@@ -119,7 +121,7 @@ class TrackerFunction(LambdaFunction[TrackerRequest]):
             else:
                 raise RequestError(f"'shapes[{i}]' and 'states[{i}]' are both null: nothing to "
                                    "track", field=f"shapes[{i}]")
-        image, _ = decode_base64_image(payload.get("image"), limits)
+        image = frame_of(payload, limits)
         height, width = image.shape[:2]
         for i, (what, value) in enumerate(items):
             box = value if what == "init" else value.box
@@ -172,6 +174,31 @@ def handle(context: object, event: object) -> object:
     return handle_loaded(context, event, TrackerFunction)
 
 
+def frame_of(payload: Mapping[str, object], limits: RequestLimits) -> np.ndarray:
+    """The request's decoded ``image``, refused when under the 2x2 pixels a SOT needs or
+    thinner than 1:16 (a SOT's search region grows with the box: see MAX_FRAME_ASPECT)."""
+    image, _ = decode_base64_image(payload.get("image"), limits)
+    height, width = image.shape[:2]
+    if min(height, width) < MIN_FRAME_SIDE:
+        raise RequestError(f"'image' is {width}x{height} pixels; this tracker needs at least "
+                           f"{MIN_FRAME_SIDE} pixels each way", field="image")
+    if max(height, width) > MAX_FRAME_ASPECT * min(height, width):
+        raise RequestError(f"'image' is {width}x{height} pixels; this tracker takes frames at "
+                           f"most {MAX_FRAME_ASPECT} times longer one way than the other",
+                           field="image")
+    return image
+
+
+def shape_rotation(shape: Mapping[str, object], where: str) -> float:
+    """A CVAT shape's ``rotation`` in degrees (absent or null: 0), within one turn each way."""
+    rotation = shape.get("rotation", 0)
+    try:
+        return 0.0 if rotation is None else parse_number(rotation, f"'{where}.rotation'",
+                                                         low=-360, high=360)
+    except NumberError as exc:
+        raise RequestError(str(exc), field=where) from None
+
+
 def request_state(value: object, index: int, max_bytes: int,
                   decode: Callable[[str], StateT]) -> StateT:
     """``states[index]`` of a tracker request, decoded; anything else than a state string this
@@ -179,7 +206,7 @@ def request_state(value: object, index: int, max_bytes: int,
     where = f"states[{index}]"
     if not isinstance(value, str):
         raise RequestError(f"'{where}' must be the state string this function returned, "
-                           f"got {type(value).__name__}", field=where)
+                           f"got {describe(value)}", field=where)
     if len(value) > max_bytes:
         raise RequestError(f"'{where}' is {len(value)} bytes, over the {max_bytes}-byte state "
                            "limit", status=413, field=where)
@@ -215,7 +242,7 @@ def optional_list(payload: Mapping[str, object], name: str) -> list | None:
     if value is None:
         return None
     if not isinstance(value, list):
-        raise RequestError(f"'{name}' must be a list, got {type(value).__name__}", field=name)
+        raise RequestError(f"'{name}' must be a list, got {describe(value)}", field=name)
     return value
 
 
@@ -225,11 +252,9 @@ def _shape_box(shape: object, index: int) -> tuple[float, float, float, float]:
     if isinstance(shape, dict):
         kind = shape.get("type", "rectangle")
         if kind != "rectangle":
-            raise RequestError(f"'{where}' is a {kind!r}; this tracker follows rectangles only",
-                               field=where)
-        rotation = shape.get("rotation", 0) or 0
-        if not isinstance(rotation, (int, float)) or isinstance(rotation, bool) \
-                or not math.isfinite(rotation) or rotation % 360 != 0:
+            raise RequestError(f"'{where}' has type {quote(kind)}; this tracker follows "
+                               "rectangles only", field=where)
+        if shape_rotation(shape, where) % 360 != 0:
             raise RequestError(f"'{where}' is rotated; this tracker follows upright boxes only",
                                field=where)
         points = shape.get("points")
