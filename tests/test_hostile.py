@@ -284,3 +284,20 @@ def test_a_refusal_is_logged_with_an_id_and_sizes_but_not_the_payload(functions,
         assert len(line) <= 1500
     ids = [line.split("request ", 1)[1].split()[0] for _, line in lines]
     assert ids[0] == "evt-7f3a" and ids[1] and ids[1] != ids[0]
+
+
+# --- 9: work per request bounded for the mask functions --------------------------------------
+
+
+@pytest.mark.parametrize("name", ["sam2-interactor", *MASK_TRACKERS])
+def test_mask_functions_refuse_frames_past_4k_before_decoding(functions, name):
+    """A 1 MB JPEG of 8192x8192 took 6-17 s and a 200 MB answer; past 4K UHD (3840x2160
+    pixels) the mask functions answer 413 from the image header alone."""
+    from autotrack.cvat.nuclio.request import MASK_MAX_IMAGE_PIXELS
+
+    image = _b64(np.zeros((8192, 8192, 3), np.uint8))
+    body = ({"image": image, "pos_points": [[10, 10]], "neg_points": []}
+            if name == "sam2-interactor" else {"image": image, "shapes": [BOX], "states": []})
+    response = call(functions(name), body)
+    assert response.status_code == 413, response.body
+    assert str(MASK_MAX_IMAGE_PIXELS) in json.loads(response.body)["error"]

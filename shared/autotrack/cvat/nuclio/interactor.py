@@ -52,6 +52,7 @@ import numpy as np
 
 from autotrack.cvat.nuclio.base import LambdaFunction, handle_loaded, install_function
 from autotrack.cvat.nuclio.request import (
+    MASK_MAX_IMAGE_PIXELS,
     RequestError,
     RequestLimits,
     decode_base64_image,
@@ -71,14 +72,15 @@ POLYGON_TOLERANCE = 1.0
 @dataclass(frozen=True)
 class InteractorSettings:
     max_points: int = DEFAULT_MAX_POINTS
-    limits: RequestLimits = field(default_factory=RequestLimits)
+    limits: RequestLimits = field(
+        default_factory=lambda: RequestLimits(max_image_pixels=MASK_MAX_IMAGE_PIXELS))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> InteractorSettings:
         environ = os.environ if environ is None else environ
         return cls(max_points=int(env_number(environ, "AUTOTRACK_INTERACTOR_MAX_POINTS",
                                               DEFAULT_MAX_POINTS, 1, integer=True)),
-                   limits=RequestLimits.from_env(environ))
+                   limits=RequestLimits.from_env(environ, max_image_pixels=MASK_MAX_IMAGE_PIXELS))
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ import numpy as np
 
 from autotrack.cvat.nuclio.base import LambdaFunction, handle_loaded, install_function
 from autotrack.cvat.nuclio.request import (
+    MASK_MAX_IMAGE_PIXELS,
     RequestError,
     RequestLimits,
     decode_base64_image,
@@ -82,7 +83,8 @@ class MaskTrackerSettings:
     session_ttl_s: float = DEFAULT_TTL_S
     max_sessions: int = DEFAULT_MAX_SESSIONS
     max_shapes: int = DEFAULT_MAX_SHAPES
-    limits: RequestLimits = field(default_factory=RequestLimits)
+    limits: RequestLimits = field(
+        default_factory=lambda: RequestLimits(max_image_pixels=MASK_MAX_IMAGE_PIXELS))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> MaskTrackerSettings:
@@ -99,7 +101,7 @@ class MaskTrackerSettings:
                                          DEFAULT_MAX_SESSIONS, 0, integer=True)),
             max_shapes=int(env_number(environ, "AUTOTRACK_VOS_MAX_SHAPES", DEFAULT_MAX_SHAPES,
                                        1, integer=True)),
-            limits=RequestLimits.from_env(environ),
+            limits=RequestLimits.from_env(environ, max_image_pixels=MASK_MAX_IMAGE_PIXELS),
         )
 
 

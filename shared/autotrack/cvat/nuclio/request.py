@@ -33,6 +33,10 @@ from autotrack.numbers import NumberError, describe, parse_number
 MAX_BODY_BYTES = 32 * 1024 * 1024  # the HTTP trigger's maxRequestBodySize in function.yaml
 MAX_IMAGE_BYTES = 24 * 1024 * 1024  # decoded; its base64 (4/3 larger) fits in MAX_BODY_BYTES
 MAX_IMAGE_PIXELS = 8192 * 8192  # 64 Mpx: a BGR copy is 192 MiB
+# Mask functions answer a 0/1 per pixel of the frame (the interactor) or keep masks of every
+# frame (the trackers): past 4K UHD their work grows with nothing gained (SAM2 sees 1024 px,
+# XMem 480), and an 8192x8192 frame took 6-17 s and a 200 MB answer.
+MASK_MAX_IMAGE_PIXELS = 3840 * 2160
 DETECTOR_FIELDS = ("image", "threshold", "conv_mask_to_poly")
 
 _ENV_LIMITS = {
@@ -77,10 +81,15 @@ class RequestLimits:
         return 4 * -(-self.max_image_bytes // 3)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> RequestLimits:
-        """Defaults, overridden by AUTOTRACK_MAX_BODY_BYTES / _IMAGE_BYTES / _IMAGE_PIXELS."""
+    def from_env(cls, environ: Mapping[str, str] | None = None, *,
+                 max_image_pixels: int | None = None) -> RequestLimits:
+        """Defaults (``max_image_pixels``: this kind of function's own default, else
+        :data:`MAX_IMAGE_PIXELS`), overridden by AUTOTRACK_MAX_BODY_BYTES / _IMAGE_BYTES /
+        _IMAGE_PIXELS."""
         environ = os.environ if environ is None else environ
         values: dict[str, int] = {}
+        if max_image_pixels is not None:
+            values["max_image_pixels"] = int(max_image_pixels)
         for name, variable in _ENV_LIMITS.items():
             text = environ.get(variable, "").strip()
             if not text:
