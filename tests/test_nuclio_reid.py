@@ -17,7 +17,10 @@ from __future__ import annotations
 import base64
 import json
 import math
+import os
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 from types import SimpleNamespace
@@ -144,7 +147,8 @@ def reid():
     platform = nuclio_sdk.test.Platform()
     with pytest.MonkeyPatch.context() as patch:
         for key in ("AUTOTRACK_DEVICE", "AUTOTRACK_REID_MODEL", "AUTOTRACK_REID_THRESHOLD",
-                    "AUTOTRACK_REID_MAX_DISTANCE", "AUTOTRACK_REID_MAX_BOXES"):
+                    "AUTOTRACK_REID_MAX_DISTANCE", "AUTOTRACK_REID_MAX_BOXES",
+                    "AUTOTRACK_REID_MAX_BATCH"):
             patch.delenv(key, raising=False)
         patch.setenv("AUTOTRACK_MODELS", str(MODELS_DIR))
         patch.setenv("AUTOTRACK_OFFLINE", "1")
@@ -487,7 +491,8 @@ def test_missing_model_fails_at_init_with_one_clear_line(monkeypatch, tmp_path):
 def test_bad_settings_in_the_environment_fail_at_init(monkeypatch):
     for variable, value in [("AUTOTRACK_REID_THRESHOLD", "3"),
                             ("AUTOTRACK_REID_MAX_DISTANCE", "-1"),
-                            ("AUTOTRACK_REID_MAX_BOXES", "0")]:
+                            ("AUTOTRACK_REID_MAX_BOXES", "0"),
+                            ("AUTOTRACK_REID_MAX_BATCH", "0")]:
         with monkeypatch.context() as patch:
             patch.setenv(variable, value)
             context = _context()
@@ -515,6 +520,95 @@ def test_limits_from_the_environment(monkeypatch):
     response = lambda_reid.handle(context, nuclio_sdk.Event(
         body=_body(boxes0=[[1, 1, 5, 5]] * 3)))
     assert response.status_code == 413 and "AUTOTRACK_REID_MAX_BOXES" in response.body
+
+
+# --- memory: what a worker keeps after its requests (issue 12, item 10) ------------------------
+
+
+def test_the_loaded_embedder_runs_small_chunks_without_a_memory_pattern(reid):
+    platform, handler = reid
+    embedder = platform._get_handler_context(handler).user_data.autotrack.embedder
+    assert embedder.batched and embedder.max_batch == lambda_reid.DEFAULT_MAX_BATCH == 16
+    assert not embedder._session_.get_session_options().enable_mem_pattern
+    assert embedder.name.startswith("person-reid-0248@")
+
+
+def test_max_batch_from_the_environment_only_lowers_the_chunk(monkeypatch):
+    monkeypatch.setenv("AUTOTRACK_REID_MAX_BATCH", "4")
+    settings = ReidSettings.from_env()
+    assert settings.max_batch == 4
+    chunky, single = _Embedder(), _Embedder()
+    chunky.max_batch, single.max_batch = 128, 1
+    assert ReidFunction(chunky, settings).embedder.max_batch == 4
+    assert ReidFunction(single, settings).embedder.max_batch == 1  # a batch-1 model stays so
+    assert not hasattr(ReidFunction(_Embedder(), settings).embedder, "max_batch")
+
+
+def test_the_lean_loader_refuses_what_load_embedder_refuses():
+    from autotrack.errors import AutotrackError
+
+    with pytest.raises(AutotrackError, match="not a Re-ID embedder"):
+        lambda_reid.load_lean_embedder("yolox-nano")
+
+
+_REID_WORKER = r"""
+import base64, gc, json, os, sys
+from types import SimpleNamespace
+
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+import cv2, nuclio_sdk, numpy as np
+from autotrack.cvat.nuclio import reid
+
+class Logger:
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+capture = cv2.VideoCapture(sys.argv[1])
+jpegs = [base64.b64encode(cv2.imencode(".jpg", capture.read()[1])[1].tobytes()).decode()
+         for _ in range(8)]
+capture.release()
+rng = np.random.default_rng(0)
+
+def boxes(n):
+    x, y = rng.uniform(0, 700, n), rng.uniform(0, 450, n)
+    w, h = rng.uniform(20, 60, n), rng.uniform(50, 120, n)
+    return np.stack([x, y, x + w, y + h], 1).round(1).tolist()
+
+context = SimpleNamespace(logger=Logger(), user_data=SimpleNamespace(),
+                          Response=nuclio_sdk.Response)
+gc.collect()
+start = rss()
+reid.init_context(context, reid.EmbedderFromEnv("AUTOTRACK_REID_MODEL", "person-reid-0248"))
+gc.collect()
+loaded = rss()
+for i, n in enumerate([8, 64] * 5):
+    body = {"image0": jpegs[i % 7], "image1": jpegs[i % 7 + 1], "boxes0": boxes(n),
+            "boxes1": boxes(n), "max_distance": 10000}
+    response = reid.handle(context, nuclio_sdk.Event(body=body))
+    assert response.status_code == 200, response.body
+gc.collect()
+print(json.dumps({"start": start, "loaded": loaded, "settled": rss()}))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/statm")
+def test_a_worker_settles_near_its_loaded_size(vtest_video):
+    """Ten requests of 8 and 64 boxes an image: with onnxruntime's defaults and chunks of 128 the
+    worker kept 280 MB more than it had loaded; now about 35 MB (docs/worker-memory.md)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOTRACK_REID_")}
+    env.update(AUTOTRACK_MODELS=str(MODELS_DIR), AUTOTRACK_OFFLINE="1",
+               PYTHONPATH=os.pathsep.join([str(REPO_ROOT / "shared"),
+                                           env.get("PYTHONPATH", "")]))
+    done = subprocess.run([sys.executable, "-c", _REID_WORKER, str(vtest_video)],
+                          capture_output=True, text=True, env=env, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rss = json.loads(done.stdout.strip().splitlines()[-1])
+    mib = 1 << 20
+    assert (rss["settled"] - rss["loaded"]) / mib <= 100, rss
+    assert rss["settled"] / mib <= 300, rss  # docs/worker-memory.md: a reid worker
 
 
 # --- function.yaml, function-gpu.yaml, main.py, deployment ---------------------------------------

@@ -42,14 +42,23 @@ Settings come from the function's environment (function.yaml ``spec.env``):
 ``AUTOTRACK_REID_THRESHOLD``     max cosine distance when CVAT sends none (default 0.5)
 ``AUTOTRACK_REID_MAX_DISTANCE``  max centre distance in pixels when none is sent (50)
 ``AUTOTRACK_REID_MAX_BOXES``     boxes allowed per image (default 1000)
+``AUTOTRACK_REID_MAX_BATCH``     crops per model call (default 16; more run in chunks)
 ``AUTOTRACK_MAX_IMAGE_BYTES``,   as for the detector functions
 ``_MAX_IMAGE_PIXELS``,
 ``_MAX_BODY_BYTES``
 ===============================  ====================================================
+
+Memory: the crops of one image go through the model in chunks of at most
+``AUTOTRACK_REID_MAX_BATCH``, and an ONNX model runs without onnxruntime's memory pattern (a
+buffer plan it keeps in its arena for every batch size it has seen). With onnxruntime's
+defaults and chunks of 128 a worker settled 282 MiB above its loaded size after requests of 8
+to 64 boxes an image (545 MiB with 200); with these settings 32-59 MiB above it, at the same
+CPU time a request (docs/worker-memory.md).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -85,9 +94,11 @@ DEFAULT_THRESHOLD = 0.5  # what CVAT's person-reidentification function uses
 DEFAULT_MAX_DISTANCE = 50.0  # pixels, likewise
 MAX_THRESHOLD = 2.0  # cosine distance of opposite vectors
 MAX_BOXES = 1000
+DEFAULT_MAX_BATCH = 16  # crops per model call: bounds the buffers onnxruntime keeps
 REID_FIELDS = ("image0", "image1", "boxes0", "boxes1", "threshold", "max_distance")
 
 __all__ = [
+    "DEFAULT_MAX_BATCH",
     "DEFAULT_MAX_DISTANCE",
     "DEFAULT_REID_MODEL",
     "DEFAULT_THRESHOLD",
@@ -98,6 +109,7 @@ __all__ = [
     "ReidSettings",
     "handle",
     "init_context",
+    "load_lean_embedder",
     "match_boxes",
     "parse_reid_request",
 ]
@@ -336,6 +348,7 @@ class ReidSettings:
     default_max_distance: float = DEFAULT_MAX_DISTANCE
     max_boxes: int = MAX_BOXES
     limits: RequestLimits = field(default_factory=RequestLimits)
+    max_batch: int = DEFAULT_MAX_BATCH
 
     def __post_init__(self) -> None:
         if not (_is_number(self.default_threshold)
@@ -348,6 +361,9 @@ class ReidSettings:
         if isinstance(self.max_boxes, bool) or not isinstance(self.max_boxes, int) \
                 or self.max_boxes <= 0:
             raise ValueError(f"max_boxes must be a positive integer, got {self.max_boxes!r}")
+        if isinstance(self.max_batch, bool) or not isinstance(self.max_batch, int) \
+                or self.max_batch <= 0:
+            raise ValueError(f"max_batch must be a positive integer, got {self.max_batch!r}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ReidSettings:
@@ -362,20 +378,57 @@ class ReidSettings:
             max_boxes=int(env_number(environ, "AUTOTRACK_REID_MAX_BOXES", MAX_BOXES, 1, None,
                                       integer=True)),
             limits=RequestLimits.from_env(environ),
+            max_batch=int(env_number(environ, "AUTOTRACK_REID_MAX_BATCH", DEFAULT_MAX_BATCH, 1,
+                                      None, integer=True)),
         )
 
 
 class EmbedderFromEnv(ModelFromEnv):
     """Embedder factory for main.py: the model named by an environment variable, else a
-    default, loaded with :func:`autotrack.reid.load_embedder` on ``AUTOTRACK_DEVICE``."""
+    default, loaded on ``AUTOTRACK_DEVICE`` by :func:`load_lean_embedder`."""
 
     def __call__(self) -> object:
-        from autotrack.reid import load_embedder
-
         settings = ReidSettings.from_env()
         if _wants_gpu(settings.device) and _runs_on_onnxruntime(self.model):
             _preload_onnxruntime_cuda()
-        return load_embedder(self.model, device=settings.device)
+        return load_lean_embedder(self.model, device=settings.device)
+
+
+def load_lean_embedder(name_or_path: str, *, device: str | None = None) -> object:
+    """:func:`autotrack.reid.load_embedder`, except that a Re-ID ONNX model (a registry name or
+    an ``.onnx`` file) runs without onnxruntime's memory pattern: with it, every batch size seen
+    leaves its own planned buffer in the arena, which is how a worker grew by hundreds of MB."""
+    from autotrack.models import find_spec, resolve_model
+    from autotrack.reid import load_embedder
+
+    text = str(name_or_path)
+    spec = find_spec(text)
+    onnx = spec.kind == "reid" if spec is not None else text.lower().endswith(".onnx")
+    if not onnx:  # torch checkpoints, and the errors for what is not a Re-ID model
+        return load_embedder(text, device=device)
+    providers = None
+    if device is not None and device.lower() != "cpu":
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return _lean_onnx_embedder_class()(resolve_model(text), providers=providers)
+
+
+@functools.cache
+def _lean_onnx_embedder_class() -> type:
+    from autotrack.reid.onnx_embedder import OnnxReidEmbedder
+
+    class LeanOnnxReidEmbedder(OnnxReidEmbedder):
+        """OnnxReidEmbedder whose onnxruntime sessions keep no memory pattern."""
+
+        def _session(self, model: bytes, *, quiet: bool = False):  # type: ignore[override]
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            options.log_severity_level = 4 if quiet else 3  # as OnnxReidEmbedder._session
+            options.enable_mem_pattern = False
+            return ort.InferenceSession(model, sess_options=options,
+                                        providers=self._providers)
+
+    return LeanOnnxReidEmbedder
 
 
 class ReidFunction(LambdaFunction[ReidRequest]):
@@ -389,6 +442,10 @@ class ReidFunction(LambdaFunction[ReidRequest]):
             raise TypeError(f"{type(embedder).__name__} has no embed(frame, boxes) method")
         self.embedder = embedder
         self.settings = settings or ReidSettings()
+        batch = getattr(embedder, "max_batch", None)  # a CropEmbedder's chunk of crops
+        if isinstance(batch, int) and not isinstance(batch, bool) \
+                and batch > self.settings.max_batch:
+            embedder.max_batch = self.settings.max_batch  # type: ignore[attr-defined]
 
     def parse(self, body: object) -> ReidRequest:
         return parse_reid_request(body, self.settings.limits, max_boxes=self.settings.max_boxes)
@@ -440,6 +497,7 @@ def init_context(
     log(context, "info",
          f"autotrack: ready in {time.perf_counter() - started:.1f} s: default threshold "
          f"{settings.default_threshold}, max_distance {settings.default_max_distance} px, "
+         f"{getattr(function.embedder, 'max_batch', '?')} crops a model call, "
          f"device {settings.device or 'cpu'}")
     return function
 
