@@ -49,3 +49,25 @@ def edit_array(envelope: dict, key: str, fn) -> None:
     array = fn(array)
     spec.update(dtype=array.dtype.str, shape=list(array.shape),
                 data=base64.b64encode(array.tobytes()).decode())
+
+
+class RecordingSegmenter:
+    """Wraps a video segmenter and keeps every mask it returned (to compare with what a
+    writer made of them)."""
+
+    def __init__(self, inner):
+        self.inner, self.masks = inner, []
+
+    def reset(self):
+        self.inner.reset()
+
+    def forget(self, object_id):
+        self.inner.forget(object_id)
+
+    def memory_stats(self):
+        return self.inner.memory_stats()
+
+    def step(self, image, prompts=()):
+        out = self.inner.step(image, prompts)
+        self.masks.append({k: np.asarray(v, dtype=bool).copy() for k, v in out.items()})
+        return out

@@ -27,6 +27,7 @@ from autotrack.masks import decode_cvat_mask, encode_cvat_mask, polygons_to_mask
 from autotrack.vos.base import MemoryStats
 from autotrack.vos.mask_tracks import mask_iou
 from autotrack.vos.offline import SegmentationResult
+from helpers import RecordingSegmenter
 
 W, H = 768, 576  # vtest.avi
 F = 10  # the task frame the person drew on
@@ -312,27 +313,6 @@ def task_frames(vtest_video):
     return list(zip(TASK_FRAMES, images))
 
 
-class _Recording:
-    """Wraps a segmenter and keeps every mask it returned."""
-
-    def __init__(self, inner):
-        self.inner, self.masks = inner, []
-
-    def reset(self):
-        self.inner.reset()
-
-    def forget(self, object_id):
-        self.inner.forget(object_id)
-
-    def memory_stats(self):
-        return self.inner.memory_stats()
-
-    def step(self, image, prompts=()):
-        out = self.inner.step(image, prompts)
-        self.masks.append({k: np.asarray(v, dtype=bool).copy() for k, v in out.items()})
-        return out
-
-
 # two people walking in vtest's first frame, a box and a polygon; a bag prompted a frame later
 PERSON_ANNOTATIONS = {"shapes": [
     _rect(F, [60, 170, 130, 360]),
@@ -353,7 +333,7 @@ def sam2_run(task_frames):
     entries = (*first.entries, *(type(e)(0, 3, e.label, e.frame, box=e.box, mask=e.mask)
                                  for e in bag))
     prompts = PromptFile(first.source, entries)
-    segmenter = _Recording(build_sam2_segmenter(image_size=128, random_init=True, seed=0))
+    segmenter = RecordingSegmenter(build_sam2_segmenter(image_size=128, random_init=True, seed=0))
     result = segment_task_frames(task_frames, segmenter, prompts, width=W, height=H,
                                  min_iou=1.0)
     return result, segmenter.masks

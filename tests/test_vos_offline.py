@@ -14,6 +14,7 @@ from autotrack.vos.mask_tracks import MaskTrackBuilder, mask_iou, mask_keyframe_
 from autotrack.vos.offline import segment_frames, segment_video
 from autotrack.vos.prompts import parse_prompts
 from cvat_xml import load_cvat_xml
+from helpers import RecordingSegmenter
 
 H, W = 48, 64
 FRAMES = 6
@@ -125,27 +126,6 @@ def test_segment_frames_feeds_prompts_on_their_frames_and_checks_them():
 
 
 # ------------------------------------------------------------------------- real SAM2
-class _Recording:
-    """Wraps a segmenter and keeps every mask it returned (to compare with the tracks)."""
-
-    def __init__(self, inner):
-        self.inner, self.masks = inner, []
-
-    def reset(self):
-        self.inner.reset()
-
-    def forget(self, object_id):
-        self.inner.forget(object_id)
-
-    def memory_stats(self):
-        return self.inner.memory_stats()
-
-    def step(self, image, prompts=()):
-        out = self.inner.step(image, prompts)
-        self.masks.append({k: np.asarray(v, dtype=bool).copy() for k, v in out.items()})
-        return out
-
-
 @pytest.fixture(scope="module")
 def six_frames(tmp_path_factory, bedroom_dir):
     folder = tmp_path_factory.mktemp("bedroom6")
@@ -166,7 +146,7 @@ def three_frames(tmp_path_factory, bedroom_dir):
 def sam2_run(six_frames):
     from autotrack.vos.sam2 import build_sam2_segmenter
 
-    segmenter = _Recording(build_sam2_segmenter(image_size=128, random_init=True, seed=0))
+    segmenter = RecordingSegmenter(build_sam2_segmenter(image_size=128, random_init=True, seed=0))
     result = segment_video(six_frames, segmenter, parse_prompts(PROMPTS, "prompts.json"),
                            min_iou=0.95)
     return result, segmenter.masks
