@@ -14,7 +14,6 @@ from typing import Any, TextIO
 from autotrack.errors import InputError
 
 DEFAULT_BACKUP_DIR = "autotrack-backups"
-TASK_COMMANDS = ("annotate", "restore")
 
 
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:

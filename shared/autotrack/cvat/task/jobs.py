@@ -9,7 +9,7 @@ people already finished, and lets it find its own pieces again in every job.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from autotrack.cvat.task.connection import Server
@@ -87,8 +87,3 @@ def plan_jobs(jobs: Iterable[Job], first: int, last: int, *,
     finished = tuple(job for job in touching if job.finished and not include_completed)
     write = tuple(job for job in touching if job not in finished)
     return JobPlan(write, finished)
-
-
-def job_of_frames(jobs: Sequence[Job], frame: int) -> list[Job]:
-    """Every job holding ``frame`` (two where jobs overlap)."""
-    return [job for job in jobs if job.start <= frame <= job.stop]
