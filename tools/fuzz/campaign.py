@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import faulthandler
 import json
+import math
 import random
 import statistics
 import sys
@@ -83,7 +84,7 @@ def truncated(value: Any, *, max_str: int = 600, max_items: int = 24, depth: int
         return value
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**30:
         return f"<int of {len(str(abs(value)))} digits>"
-    if isinstance(value, float) and value != value:
+    if isinstance(value, float) and math.isnan(value):
         return "<NaN>"
     if isinstance(value, float) and value in (float("inf"), float("-inf")):
         return f"<{value}>"
@@ -151,9 +152,9 @@ def code_version() -> dict[str, Any]:
     root = Path(__file__).resolve().parents[2]
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, text=True,
-                              capture_output=True, timeout=10).stdout.strip()
+                              capture_output=True, timeout=10, check=False).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--", "shared"], cwd=root,
-                               text=True, capture_output=True, timeout=10).stdout.split("\n")
+                               text=True, capture_output=True, timeout=10, check=False).stdout.split("\n")
     except (OSError, subprocess.SubprocessError):
         return {}
     return {"commit": head, "modified": sorted(line[3:] for line in dirty if line.strip())}
@@ -167,6 +168,7 @@ def run_kind(kind: str, requests: int, seed: int | str, data_dir: Path, *,
     ``records``: also write one JSON line per request (status, escape, times, error size,
     RSS, what was mutated)."""
     target = make_target(kind, data_dir, quick=quick)
+    load_before = _loadavg()
     started = time.perf_counter()
     target.load()
     load_seconds = time.perf_counter() - started
@@ -215,7 +217,8 @@ def run_kind(kind: str, requests: int, seed: int | str, data_dir: Path, *,
             record = {"index": index, "status": outcome.status, "escaped": outcome.escaped,
                       "seconds": round(outcome.seconds, 3),
                       "cpu_seconds": round(outcome.cpu_seconds, 3),
-                      "error_bytes": outcome.error_bytes, "notes": request.notes}
+                      "error_bytes": outcome.error_bytes, "error": outcome.message,
+                      "notes": request.notes}
             slowest.append((outcome.seconds, index, record))
             slowest = sorted(slowest, key=lambda item: -item[0])[:5]
             for invariant in violations_of(outcome):
@@ -226,17 +229,16 @@ def run_kind(kind: str, requests: int, seed: int | str, data_dir: Path, *,
                 entry["count"] += 1
                 fresh = entry["count"] == 1
                 if len(saved) < examples and (fresh or len(saved) < examples // 2):
-                    example = dict(record, invariant=invariant, problem=outcome.problem,
-                                   detail=outcome.detail, request=truncated(_full(request)))
-                    saved.append(example)
-                    if save_dir is not None:
-                        save_dir.mkdir(parents=True, exist_ok=True)
-                        path = save_dir / f"{kind}-{index}-{invariant}.json"
-                        path.write_text(json.dumps({"kind": kind, "seed": seed, "index": index,
-                                                    "quick": quick, "notes": request.notes,
-                                                    **_full(request)}))
+                    saved.append(dict(record, invariant=invariant, problem=outcome.problem,
+                                      detail=outcome.detail, request=truncated(_full(request))))
+                if save_dir is not None and entry["count"] <= 3:  # a few of every kind
+                    save_dir.mkdir(parents=True, exist_ok=True)
+                    path = save_dir / f"{kind}-{index}-{invariant}.json"
+                    path.write_text(json.dumps({"kind": kind, "seed": seed, "index": index,
+                                                "quick": quick, "notes": request.notes,
+                                                **_full(request)}))
             request = None  # RSS without the fuzzer's own copy of the request
-            rss.append(rss_bytes())
+            rss.append(held_bytes())
             if lines is not None:
                 lines.write(json.dumps(dict(record, rss_mb=round(rss[-1] / 2**20, 1)),
                                        default=str) + "\n")
@@ -252,6 +254,7 @@ def run_kind(kind: str, requests: int, seed: int | str, data_dir: Path, *,
     summary["generator_errors"] = generator_errors
     summary["start"] = start
     summary["code"] = code_version()
+    summary["loadavg"] = {"before": load_before, "after": _loadavg()}
     summary["warm_up"] = {"status": warm_up.status, "seconds": round(warm_up.seconds, 3),
                           "cpu_seconds": round(warm_up.cpu_seconds, 3)}
     return summary
@@ -315,9 +318,11 @@ def format_summary(summary: dict[str, Any], *, details: bool = True) -> str:
                  f"{' (quick)' if s['quick'] else ''}, loaded in {s['load_seconds']} s, "
                  f"warm-up request {warm.get('status')} in {warm.get('seconds')} s")
     lines.append(f"   statuses: {s['statuses']}")
+    load = s.get("loadavg") or {}
     lines.append(f"   time: max {s['seconds']['max']} s (cpu max {s['cpu_seconds_max']} s), "
                  f"median {s['seconds']['median']} s, total {s['seconds']['total']} s; "
-                 f"max error body {s['max_error_bytes']} B")
+                 f"max error body {s['max_error_bytes']} B; load average {load.get('before')}"
+                 f" -> {load.get('after')}")
     r = s["rss_mb"]
     lines.append(f"   RSS MB: first half {r['first_half_start']} -> max {r['first_half_max']}; "
                  f"second half {r['second_half_mid']} -> {r['second_half_end']} "
@@ -356,6 +361,37 @@ def replay(path: Path, data_dir: Path) -> Outcome:
         return target.call(request)
     finally:
         target.close()
+
+
+def held_bytes() -> int:
+    """RSS after glibc has handed freed heap pages back (``malloc_trim``): what the process
+    holds, not what its allocator keeps cached after one large request. Without the trim the
+    fuzzer's own 100 000-item lists left steps of 30 MB in the prompt reader's RSS."""
+    global _TRIM
+    if _TRIM is None:
+        import ctypes
+        import ctypes.util
+
+        try:
+            _TRIM = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        except (OSError, AttributeError):  # not glibc
+            _TRIM = False
+    if _TRIM:
+        _TRIM(0)
+    return rss_bytes()
+
+
+_TRIM: Any = None
+
+
+def _loadavg() -> float | None:
+    """The machine's 1-minute load average: timings mean little when other work shares it."""
+    import os
+
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
 
 
 def _stderr(message: str) -> None:

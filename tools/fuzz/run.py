@@ -95,10 +95,10 @@ def run_child(kind: str, args: argparse.Namespace) -> dict:
         started = time.perf_counter()
         log = Path(tmp) / "stderr.txt"
         with log.open("w") as stderr:  # progress lines, warnings, cv2's complaints
-            process = subprocess.run(command, stderr=stderr)
+            process = subprocess.run(command, stderr=stderr, check=False)
         tail = log.read_text(errors="replace")
         for line in tail.splitlines():
-            if line.startswith(f"{kind}: ") or "Traceback" in line or line.startswith("  File"):
+            if line.startswith((f"{kind}: ", "  File")) or "Traceback" in line:
                 _stderr(line)
         if process.returncode == 0 and out.exists():
             return json.loads(out.read_text())

@@ -119,7 +119,10 @@ def _edit_array_values(array: np.ndarray, rng: random.Random) -> np.ndarray:
 
 def _edit_spec(spec: dict, rng: random.Random) -> tuple[dict, str]:
     """One edit of an ``__ndarray__`` object's dtype, shape or data."""
-    inner = dict(spec.get(ARRAY_TAG) or {})
+    if not isinstance(spec, dict):  # an earlier edit replaced the array object
+        return array_spec(np.zeros(3, np.int32)), "array object restored, then edited"
+    inner = spec.get(ARRAY_TAG)
+    inner = dict(inner) if isinstance(inner, dict) else {}
     op = rng.random()
     if op < 0.35:
         array = array_of(spec)
@@ -260,7 +263,7 @@ def mutate_state(text: object, rng: random.Random, *, frames: Frames,
         payload["session"] = rng.choice((secrets.token_urlsafe(24), "a" * 16, "a" * 15,
                                          "a" * 65, "../" * 6, "", None, 5))
         what = f"payload session -> {values.describe(payload['session'])}"
-    elif op < 0.64:
+    elif op < 0.64 and payload:
         key = rng.choice([k for k in payload if k not in arrays] or list(payload))
         scale = {"step": 2**63, "object_id": 2**31, "score": 1.0}.get(key)
         payload[key], how = values.mutate_node(payload[key], rng, scale=scale)

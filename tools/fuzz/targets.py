@@ -33,11 +33,15 @@ from typing import Any
 
 import numpy as np
 
+from autotrack.cvat.nuclio.mask_tracker import DEFAULT_MAX_SHAPES as MASK_MAX_SHAPES
+from autotrack.cvat.nuclio.tracker import DEFAULT_MAX_SHAPES as SOT_MAX_SHAPES
 from fuzz import states as st
 from fuzz import values
 from fuzz.images import LIMIT_SIDE, Frames, mutate_image
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+MAX_BODY_BYTES = 32 * 1024 * 1024  # function.yaml's maxRequestBodySize
+MAX_PROMPT_FILE = 16 * 1024 * 1024  # autotrack.vos.prompts.MAX_FILE_BYTES
 SERVERLESS = REPO_ROOT / "serverless"
 MAX_DETAIL = 3000  # characters of a traceback or log kept for a violation
 
@@ -62,6 +66,7 @@ class Outcome:
     problem: str | None = None  # an error answer that is not {"error", "status"}
     detail: str | None = None  # log or traceback for 5xx and escapes
     payload: Any = None  # the parsed answer (small answers only)
+    message: str | None = None  # the error answer's "error" (first 300 characters)
 
 
 @contextlib.contextmanager
@@ -115,6 +120,13 @@ class _Capture(logging.Handler):
 
     def text(self) -> str:
         return "\n".join(self.records)[-MAX_DETAIL:]
+
+
+def _json_size(value: object) -> int:
+    try:
+        return len(json.dumps(value))
+    except (ValueError, TypeError, RecursionError):
+        return 0
 
 
 def _plain_number(value: object) -> bool:
@@ -251,11 +263,17 @@ class NuclioTarget(Target):
                 ("gzip", "gzip, deflate", "*", "GZIP;q=0", "br", "", "x" * 5000))}
             request.notes.append(f"Accept-Encoding {request.headers['Accept-Encoding'][:20]!r}")
         if roll > 0.2:
-            return request
+            if _json_size(request.body) <= MAX_BODY_BYTES:
+                return request
+            roll = 0.0  # over the trigger's limit: only ever seen raw
         try:
             text = json.dumps(request.body)
         except (ValueError, TypeError, RecursionError):
             text = "{}"
+        if len(text) > MAX_BODY_BYTES:  # Nuclio's trigger would not decode it: sent raw
+            request.wire = text.encode("utf-8", "surrogatepass")
+            request.notes.append(f"{len(text)} bytes of JSON, sent raw")
+            return request
         data = text.encode("utf-8", "surrogatepass")
         ops: list[tuple[Callable[[], bytes | str], str]] = [
             (lambda: data, "sent as JSON bytes"),
@@ -315,6 +333,8 @@ class NuclioTarget(Target):
                 error = json.loads(raw)
                 ok = isinstance(error, dict) and isinstance(error.get("error"), str) \
                     and error.get("status") == status
+                if ok:
+                    outcome.message = error["error"][:300]
             except ValueError:
                 ok = False
             if not ok:
@@ -508,7 +528,7 @@ class TrackerTarget(NuclioTarget):
     """A CVAT tracker function: SOT boxes (vittrack, nanotrack, ostrack) or masks."""
 
     parse_answers = True
-    max_shapes = 64
+    max_shapes = SOT_MAX_SHAPES
     state_prefix = "sot"
     kind = "?"
 
@@ -691,7 +711,7 @@ class SotTarget(TrackerTarget):
 
 
 class MaskTrackerTarget(TrackerTarget):
-    max_shapes = 32
+    max_shapes = MASK_MAX_SHAPES
     state_prefix = "vos"
     env = {"AUTOTRACK_SAM2_RANDOM_INIT": "1", "AUTOTRACK_SAM2_IMAGE_SIZE": "128",
            "AUTOTRACK_XMEM_RANDOM_INIT": "1", "AUTOTRACK_XMEM_SIZE": "96",
@@ -783,7 +803,10 @@ class ReidTarget(NuclioTarget):
         if choice < 0.15:
             count = rng.choice((999, 1000, 1001) if not self.quick else (50, 100))
             template = boxes[0] if boxes else [10, 10, 50, 90]
-            request.body[key] = [copy.deepcopy(template) for _ in range(count)]
+            try:
+                request.body[key] = [copy.deepcopy(template) for _ in range(count)]
+            except RecursionError:  # a template nested deeper than copy can go: share it
+                request.body[key] = [template] * count
             return f"{key}: {count} boxes"
         if not boxes:
             boxes = request.body[key] = self.boxes(rng) or [[10, 10, 50, 90]]
@@ -851,7 +874,8 @@ class CodecTarget(Target):
             detail = traceback.format_exc()[-MAX_DETAIL:]
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
         size = len(message.encode("utf-8", "surrogatepass"))
-        return Outcome(status, escaped, seconds, cpu, size, size, detail=detail)
+        return Outcome(status, escaped, seconds, cpu, size, size, detail=detail,
+                       message=message[:300] or None)
 
 
 class StateCodecTarget(CodecTarget):
@@ -1013,14 +1037,18 @@ class PromptsTarget(CodecTarget):
 
     def transport(self, request: Request, rng: random.Random) -> Request:
         """The file's text: pretty or compact JSON, or text-level damage."""
+        indent = rng.choice((None, 2))
         try:
-            text = json.dumps(request.body, indent=rng.choice((None, 2)))
+            text = json.dumps(request.body)
+            if indent and len(text) < 1_000_000 and values.depth(request.body) < 40:
+                # (pretty-printed deep nesting grows with the square of the depth)
+                text = json.dumps(request.body, indent=indent)
         except (ValueError, TypeError, RecursionError):
             text = "{}"
         roll = rng.random()
         if roll < 0.75:
             request.wire = text
-            return request
+            return self.within_file_limit(request)
         ops: list[tuple[Callable[[], str], str]] = [
             (lambda: text[: rng.randrange(len(text) + 1)], "text truncated"),
             (lambda: "\ufeff" + text, "BOM before the JSON"),
@@ -1043,6 +1071,13 @@ class PromptsTarget(CodecTarget):
         make, what = rng.choice(ops)
         request.wire = make()
         request.notes.append(what)
+        return self.within_file_limit(request)
+
+    def within_file_limit(self, request: Request) -> Request:
+        """``load_prompts`` refuses a file over 16 MiB before reading it: cut longer text."""
+        if isinstance(request.wire, str) and len(request.wire) > MAX_PROMPT_FILE:
+            request.wire = request.wire[:MAX_PROMPT_FILE]
+            request.notes.append("cut to the 16 MiB file limit")
         return request
 
     def run(self, body: Any) -> None:

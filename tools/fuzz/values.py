@@ -140,7 +140,7 @@ def tweak_string(value: str, rng: random.Random) -> Any:
 
 def tweak_list(value: list, rng: random.Random, repeat_to: tuple[int, ...] = ()) -> Any:
     ops: list[Callable[[], Any]] = [
-        lambda: [],
+        list,
         lambda: value[:-1],
         lambda: value[1:],
         lambda: value + [anything(rng)],
@@ -165,7 +165,7 @@ def tweak_dict(value: dict, rng: random.Random) -> Any:
                  anything(rng)},
         lambda: list(value.values()),
         lambda: list(value.items()),
-        lambda: {},
+        dict,
         lambda: None,
     ]
     if value:
@@ -195,6 +195,22 @@ def paths(value: Any, limit: int = 400, *, skip: Callable[[Path], bool] | None =
                 [0, 1, len(node) // 2, len(node) - 1]
             stack.extend((path + (i,), node[i]) for i in indices)
     return found
+
+
+def depth(value: Any, limit: int = 1000) -> int:
+    """How deep lists and objects nest in ``value`` (counted up to ``limit``)."""
+    deepest = 0
+    stack = [(value, 0)]
+    while stack:
+        node, level = stack.pop()
+        deepest = max(deepest, level)
+        if level >= limit:
+            break
+        if isinstance(node, dict):
+            stack.extend((v, level + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, level + 1) for v in node[:16])
+    return deepest
 
 
 def get(value: Any, path: Path) -> Any:
