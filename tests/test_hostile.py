@@ -196,6 +196,64 @@ def test_a_resigned_mask_state_with_a_number_out_of_range_is_refused(functions, 
     assert refused(call(functions(name), _continue(state))).get("field") == "states[0]"
 
 
+# --- boxes far past the frame (found by the fuzzing campaign) ---------------------------------
+
+
+@pytest.mark.parametrize("box", [[120, 80, 200, 5000], [-5000, 80, 200, 160],
+                                 [-1, 0.5, 320, 1001], [0.0, -1, 1e6, 1e6]],
+                         ids=["far-below", "far-left", "tall", "a-million-wide"])
+@pytest.mark.parametrize("name", SOT)
+def test_a_start_box_reaching_far_past_the_frame_is_cut_to_it(functions, name, box):
+    """OSTrack cropped around the box's centre, far off the frame: an empty crop (500 from
+    copyMakeBorder) or a 12 TB allocation; every SOT tracker now starts from the box cut to
+    the frame."""
+    response = call(functions(name), {"image": IMAGE, "shapes": [box], "states": []})
+    assert response.status_code == 200, response.body
+    x1, y1, x2, y2 = json.loads(response.body)["shapes"][0]
+    assert -20 <= x1 < x2 <= 340 and -20 <= y1 < y2 <= 260
+
+
+@pytest.mark.parametrize("box", [[9e5, 9e5, 9.5e5, 9.5e5], [-9e5, 10, -8e5, 100],
+                                 [0, 0, 9e5, 9e5]], ids=["far-off", "far-left", "huge"])
+@pytest.mark.parametrize("name", SOT)
+def test_a_resigned_state_whose_box_is_far_off_the_frame_is_answered(functions, name, box):
+    """A state's box is client data: far off the frame it must not crash a crop or allocate
+    a crop of its size."""
+    state = _edited(_state(functions, name), box=box)
+    response = call(functions(name), _continue(state))
+    assert response.status_code < 500, response.body
+
+
+def test_ostrack_crops_far_off_the_image_stay_small():
+    from autotrack.sot.ostrack import sample_target
+
+    image = np.full((90, 160, 3), 200, np.uint8)
+    patch, scale = sample_target(image, [40, 5000, 50, 50], 4.0, 128)
+    assert patch.shape == (128, 128, 3) and not patch.any()  # all padding
+    patch, scale = sample_target(image, [-5e5, -5e5, 1e6, 1e6], 4.0, 128)
+    assert patch.shape == (128, 128, 3) and scale == pytest.approx(128 / 4e6)
+    assert 0 < np.count_nonzero(patch[..., 0]) <= 4  # the frame is a dot in the middle
+    near, _ = sample_target(image, [40, 20, 50, 50], 4.0, 128)  # the usual path is unchanged
+    assert near.shape == (128, 128, 3) and near.any()
+
+
+@pytest.mark.parametrize("name", MASK_TRACKERS)
+def test_a_state_whose_start_frame_does_not_decode_is_refused_before_any_restart(functions,
+                                                                                name):
+    """A later state's stored JPEG of another size was refused only after the states before it
+    were started again (0.85 s idle, 20 s under load): it is refused while parsing."""
+    from helpers import edit_array_field
+
+    good = _state(functions, name)
+    other = _state(functions, name)
+    envelope = json.loads(other)
+    _, small = cv2.imencode(".jpg", np.zeros((7, 9, 3), np.uint8))
+    edit_array_field(envelope, "prompt_jpeg", lambda _: np.frombuffer(small, np.uint8))
+    body = {"image": IMAGE, "shapes": [None, None], "states": [good, resign(envelope)]}
+    error = refused(call(functions(name), body))
+    assert error.get("field") == "states[1]" and "stored size" in error["error"]
+
+
 # --- 4: a non-ASCII digest ----------------------------------------------------------------------
 
 

@@ -48,6 +48,21 @@ def check_box(values: object, what: str = "box") -> Box:
     return x1, y1, x2, y2
 
 
+def clip_to_frame(box: Box, shape: tuple[int, ...], allow_empty: bool = False) -> Box | None:
+    """``box`` cut to the frame: a start box reaching past the frame would make every tracker
+    crop (and allocate) around a centre far outside it. ValueError, or None when
+    ``allow_empty``, if less than a pixel of it is on the frame."""
+    height, width = shape[:2]
+    x1, y1, x2, y2 = box
+    x1, x2 = min(max(x1, 0.0), width), min(max(x2, 0.0), width)
+    y1, y2 = min(max(y1, 0.0), height), min(max(y2, 0.0), height)
+    if x2 - x1 < 1 or y2 - y1 < 1:
+        if allow_empty:
+            return None
+        raise ValueError(f"box {list(box)} does not overlap the {width}x{height} frame")
+    return x1, y1, x2, y2
+
+
 @dataclass(frozen=True)
 class SotState:
     """In-band state of one tracked object (see the module docstring)."""

@@ -22,7 +22,14 @@ import numpy as np
 
 from autotrack.errors import StateError
 from autotrack.models import resolve_model
-from autotrack.sot.base import MAX_SOT_STATE_BYTES, MIN_FRAME_SIDE, Box, SotState, check_box
+from autotrack.sot.base import (
+    MAX_SOT_STATE_BYTES,
+    MIN_FRAME_SIDE,
+    Box,
+    SotState,
+    check_box,
+    clip_to_frame,
+)
 from autotrack.sot.session import Session, SessionStore
 from autotrack.state import decode_state_jpeg
 
@@ -61,7 +68,7 @@ class OpenCVTracker:
     # -- the SOT interface -------------------------------------------------------------
     def init(self, frame: np.ndarray, box: Box) -> SotState:
         frame = _check_frame(frame)
-        box = _clip_box(check_box(box), frame.shape)
+        box = clip_to_frame(check_box(box), frame.shape)
         tracker = self._create()
         tracker.init(frame, _rect(box))
         template, template_box = None, None
@@ -90,7 +97,7 @@ class OpenCVTracker:
         x, y, w, h = (float(v) for v in rect)
         box = state.box
         if w > 0 and h > 0:
-            clipped = _clip_box((x, y, x + w, y + h), frame.shape, allow_empty=True)
+            clipped = clip_to_frame((x, y, x + w, y + h), frame.shape, allow_empty=True)
             box = clipped if clipped is not None else state.box
         score = score if math.isfinite(score) else 0.0
         step = state.step + 1
@@ -103,7 +110,7 @@ class OpenCVTracker:
         self.reinits += 1
         template = decode_state_jpeg(state.template, 256, "SOT state template")
         tx1, ty1, tx2, ty2 = state.template_box
-        box = _clip_box(state.box, frame.shape, allow_empty=True)
+        box = clip_to_frame(state.box, frame.shape, allow_empty=True)
         if box is None:
             raise StateError("SOT state box lies outside this frame")
         x1, y1, x2, y2 = box
@@ -155,18 +162,6 @@ def _check_frame(frame: np.ndarray) -> np.ndarray:
         raise ValueError(f"frame must be an HxWx3 uint8 BGR image of at least "
                          f"{MIN_FRAME_SIDE}x{MIN_FRAME_SIDE} pixels")
     return frame
-
-
-def _clip_box(box: Box, shape: tuple[int, ...], allow_empty: bool = False) -> Box | None:
-    height, width = shape[:2]
-    x1, y1, x2, y2 = box
-    x1, x2 = min(max(x1, 0.0), width), min(max(x2, 0.0), width)
-    y1, y2 = min(max(y1, 0.0), height), min(max(y2, 0.0), height)
-    if x2 - x1 < 1 or y2 - y1 < 1:
-        if allow_empty:
-            return None
-        raise ValueError(f"box {list(box)} does not overlap the {width}x{height} frame")
-    return x1, y1, x2, y2
 
 
 def _rect(box: Box) -> tuple[int, int, int, int]:

@@ -323,11 +323,17 @@ def load_ostrack(path: str | Path, cfg: OSTrackConfig | str = "vitb_256_mae_ce_3
 
 # -- crops and the tracker ------------------------------------------------------------------
 
+# a crop over this many times the output's side is drawn at the output's scale (memory)
+LARGE_CROP_FACTOR = 8
+
 def sample_target(image: np.ndarray, box_xywh: list[float], factor: float, output_sz: int
                   ) -> tuple[np.ndarray, float]:
     """Square crop of side ``ceil(sqrt(w*h) * factor)`` around the box centre, zero-padded
     outside the image and resized to ``output_sz`` (as the official ``sample_target``,
-    including its rounding and its one-pixel right/bottom padding quirk)."""
+    including its rounding and its one-pixel right/bottom padding quirk).
+
+    A crop much larger than the output (a box spanning a huge frame, a state's box far off
+    the frame) is built at the output's scale instead, so its memory stays bounded."""
     x, y, w, h = box_xywh
     crop_sz = math.ceil(math.sqrt(w * h) * factor)
     if crop_sz < 1:
@@ -339,8 +345,27 @@ def sample_target(image: np.ndarray, box_xywh: list[float], factor: float, outpu
     x2_pad = max(x2 - image.shape[1] + 1, 0)
     y2_pad = max(y2 - image.shape[0] + 1, 0)
     crop = image[y1 + y1_pad:y2 - y2_pad, x1 + x1_pad:x2 - x2_pad, :]
+    scale = output_sz / crop_sz
+    if crop.size == 0 or crop_sz > LARGE_CROP_FACTOR * output_sz:
+        return _scaled_crop(crop, (y1_pad, x1_pad), scale, output_sz, image.dtype), scale
     crop = cv2.copyMakeBorder(crop, y1_pad, y2_pad, x1_pad, x2_pad, cv2.BORDER_CONSTANT)
-    return cv2.resize(crop, (output_sz, output_sz)), output_sz / crop_sz
+    return cv2.resize(crop, (output_sz, output_sz)), scale
+
+
+def _scaled_crop(visible: np.ndarray, offset: tuple[int, int], scale: float, output_sz: int,
+                 dtype: np.dtype) -> np.ndarray:
+    """The padded crop drawn straight at ``output_sz``: the image's ``visible`` part resized
+    by ``scale`` and pasted at its offset on a zero canvas (never the full-size padding)."""
+    canvas = np.zeros((output_sz, output_sz, 3), dtype)
+    if visible.size == 0:
+        return canvas
+    top, left = (min(output_sz, round(v * scale)) for v in offset)
+    height = min(output_sz - top, max(1, round(visible.shape[0] * scale)))
+    width = min(output_sz - left, max(1, round(visible.shape[1] * scale)))
+    if height > 0 and width > 0:
+        canvas[top:top + height, left:left + width] = cv2.resize(
+            visible, (width, height), interpolation=cv2.INTER_AREA)
+    return canvas
 
 
 def hann2d(sz: int) -> torch.Tensor:

@@ -34,7 +34,7 @@ import torch
 
 from autotrack.errors import AutotrackError, ModelNotFoundError, StateError
 from autotrack.sot import ostrack as ost
-from autotrack.sot.base import MAX_SOT_STATE_BYTES, Box, SotState, check_box
+from autotrack.sot.base import MAX_SOT_STATE_BYTES, Box, SotState, check_box, clip_to_frame
 from autotrack.sot.session import Session, SessionStore
 from autotrack.state import decode_state_jpeg
 
@@ -109,7 +109,7 @@ class OSTrackSot:
     # -- the SOT interface -------------------------------------------------------------
     def init(self, frame: np.ndarray, box: Box) -> SotState:
         rgb = _rgb(frame)
-        box = _check_overlap(check_box(box), frame.shape)
+        box = clip_to_frame(check_box(box), frame.shape)
         x1, y1, x2, y2 = box
         xywh = [x1, y1, x2 - x1, y2 - y1]
         patch, resize = ost.sample_target(rgb, xywh, self.cfg.template_factor,
@@ -204,11 +204,3 @@ def _rgb(frame: np.ndarray) -> np.ndarray:
             or frame.shape[2] != 3 or frame.shape[0] < 2 or frame.shape[1] < 2:
         raise ValueError("frame must be an HxWx3 uint8 BGR image")
     return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-
-
-def _check_overlap(box: Box, shape: tuple[int, ...]) -> Box:
-    height, width = shape[:2]
-    x1, y1, x2, y2 = box
-    if min(x2, width) - max(x1, 0.0) < 1 or min(y2, height) - max(y1, 0.0) < 1:
-        raise ValueError(f"box {list(box)} does not overlap the {width}x{height} frame")
-    return box
