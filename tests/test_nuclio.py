@@ -32,6 +32,7 @@ from autotrack.cvat.nuclio.detector import (
     FunctionSettings,
     cvat_function_mask,
     detections_to_cvat,
+    left_out_note,
 )
 from autotrack.cvat.nuclio.request import (
     MAX_BODY_BYTES,
@@ -605,6 +606,27 @@ def test_detections_to_cvat_boxes_masks_and_polygons():
                                      conv_mask_to_poly=True)
     assert [s["type"] for s in as_polygons] == ["polygon", "mask"]
     assert as_polygons[0]["points"] == square["points"] and "mask" not in as_polygons[0]
+
+
+def test_masks_are_answered_best_first_within_the_pixel_budget():
+    """A mask costs two bytes of JSON per pixel of its box: past the budget the lower-scored
+    masks are left out (and counted for the log), boxes never."""
+    masks = np.zeros((3, 20, 30), dtype=bool)
+    masks[0, 0:10, 0:10] = True  # 100 px
+    masks[1, 0:20, 0:30] = True  # 600 px
+    masks[2, 5:10, 5:10] = True  # 25 px
+    detections = Detections(np.array([[0, 0, 10, 10], [0, 0, 30, 20], [5, 5, 10, 10]]),
+                            np.array([0.9, 0.8, 0.7]), np.array([0, 0, 1]), masks)
+    shapes = detections_to_cvat(detections, ("cat", "dog"), threshold=0.1, max_mask_pixels=200)
+    assert [s["confidence"] for s in shapes] == ["0.9000", "0.7000"]
+    assert shapes.left_out == 1 and "1 masks over" in left_out_note(shapes)
+    everything = detections_to_cvat(detections, ("cat", "dog"), threshold=0.1)
+    assert len(everything) == 3 and everything.left_out == 0 and left_out_note(everything) == ""
+    boxes = Detections(detections.boxes, detections.scores, detections.class_ids)
+    assert len(detections_to_cvat(boxes, ("cat", "dog"), threshold=0.1, max_mask_pixels=1)) == 3
+    assert FunctionSettings.from_env({"AUTOTRACK_MAX_MASK_PIXELS": "5000"}).max_mask_pixels == 5000
+    with pytest.raises(ValueError, match="AUTOTRACK_MAX_MASK_PIXELS"):
+        FunctionSettings.from_env({"AUTOTRACK_MAX_MASK_PIXELS": "0"})
 
 
 def test_detector_function_uses_the_default_threshold_when_none_is_sent():

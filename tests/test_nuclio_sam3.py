@@ -12,6 +12,7 @@ import gzip
 import hashlib
 import json
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -241,6 +242,39 @@ def test_malformed_mappings_get_a_clear_400(sam3_function, frame, extra, words):
     error = json.loads(response.body)
     assert error["field"] == "mapping" and words in error["error"]
     assert len(error["error"]) < 300
+
+
+def test_frames_past_4k_are_refused_and_answers_stay_within_the_mask_budget(sam3_function,
+                                                                            frame):
+    """An 8192x8192 PNG with threshold 1e-300 took the worker past 8 GiB (fuzzing campaign):
+    the SAM3 detector takes at most 4K UHD, as the other mask functions, and answers masks
+    within AUTOTRACK_MAX_MASK_PIXELS."""
+    from autotrack.cvat.nuclio.request import MASK_MAX_IMAGE_PIXELS
+
+    platform, handler, function = sam3_function
+    huge = b64(np.zeros((8192, 8192, 3), np.uint8))
+    response = call(platform, handler, {"image": huge, "threshold": 1e-300})
+    assert response.status_code == 413 and str(MASK_MAX_IMAGE_PIXELS) in response.body
+    everything = shapes_of(call(platform, handler, {"image": b64(frame, ".png"),
+                                                    "threshold": 1e-300}))
+    masks = [s for s in everything if s["type"] == "mask"]
+    assert len(masks) >= 3
+    budget = sum(_box_area(s["mask"]) for s in masks[:2])
+    settings = function.settings
+    function.settings = replace(settings, max_mask_pixels=budget)
+    try:
+        few = shapes_of(call(platform, handler, {"image": b64(frame, ".png"),
+                                                 "threshold": 1e-300}))
+    finally:
+        function.settings = settings
+    kept = [s for s in few if s["type"] == "mask"]
+    assert 2 <= len(kept) < len(masks) and kept[:2] == masks[:2]
+    assert sum(_box_area(s["mask"]) for s in kept) <= budget
+
+
+def _box_area(mask: list[int]) -> int:
+    x1, y1, x2, y2 = mask[-4:]
+    return (x2 - x1 + 1) * (y2 - y1 + 1)
 
 
 def test_missing_checkpoint_fails_init_with_one_line(monkeypatch):

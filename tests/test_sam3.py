@@ -158,6 +158,29 @@ def test_detections_are_the_packages_processor_output(model, detector, frames):
     assert (detector.detect_prompts(frames[1], [1], min_score=cut).scores > cut).all()
 
 
+def test_only_the_best_instances_are_resized_to_the_frame(detector, frames, monkeypatch):
+    """A low threshold on a large frame once resized every query's mask to the frame (past
+    8 GiB at 8192x8192): the instances kept are the best over all prompts, within a count
+    and a byte budget, and they are the uncapped result's best."""
+    from autotrack.vos.sam3 import detector as sam3_detector
+
+    frame = frames[1]
+    full = detector.detect_prompts(frame, min_score=0.0)
+    assert len(full) > 6
+    height, width = frame.shape[:2]
+    monkeypatch.setattr(sam3_detector, "MAX_MASK_BYTES", 5 * height * width)
+    capped = detector.detect_prompts(frame, min_score=0.0)
+    assert len(capped) == 5
+    best = np.sort(full.scores)[::-1][:5]
+    np.testing.assert_allclose(np.sort(capped.scores)[::-1], best, rtol=1e-6)
+    for mask, score in zip(capped.masks, capped.scores):
+        twin = np.flatnonzero(np.isclose(full.scores, score, rtol=1e-6))
+        assert any(np.array_equal(mask, full.masks[k]) for k in twin)
+    monkeypatch.setattr(sam3_detector, "MAX_INSTANCES", 3)
+    monkeypatch.setattr(sam3_detector, "MAX_MASK_BYTES", 2**30)
+    assert len(detector.detect_prompts(frame, min_score=0.0)) == 3
+
+
 def test_masks_round_trip_through_cvats_encoding(detector, frames):
     detections = detector.detect_prompts(frames[2], [0])
     height, width = frames[2].shape[:2]

@@ -25,7 +25,14 @@ Settings come from the function's environment (function.yaml ``spec.env``):
 ``AUTOTRACK_MAX_IMAGE_BYTES``   decoded image size limit (default 24 MiB)
 ``AUTOTRACK_MAX_IMAGE_PIXELS``  pixel limit, checked from the header (default 8192x8192)
 ``AUTOTRACK_MAX_BODY_BYTES``    raw body limit (default 32 MiB, the trigger's limit)
+``AUTOTRACK_MAX_MASK_PIXELS``   mask pixels answered per request, over all masks' boxes
+                                (default 2**24, two 4K UHD frames: about 34 MB of JSON)
 ==============================  =====================================================
+
+A mask costs CVAT's format two bytes of JSON per pixel of its box, so masks are answered best
+score first until :data:`DEFAULT_MAX_MASK_PIXELS` is spent; the rest are left out and the
+log line of the request says how many (a threshold that low on a frame that large is a
+mistake, not a request worth a gigabyte).
 """
 
 from __future__ import annotations
@@ -61,14 +68,18 @@ from autotrack.cvat.nuclio.request import (
 from autotrack.detections import Detections
 from autotrack.detectors import Detector
 from autotrack.masks import mask_box, mask_to_polygon
+from autotrack.settings import env_number
 
 DEFAULT_THRESHOLD = 0.5  # what CVAT's own detector functions use when none is sent
 DEFAULT_MIN_SCORE = 0.05
 POLYGON_TOLERANCE = 1.0  # pixels a polygon may stray from its mask's outline
+DEFAULT_MAX_MASK_PIXELS = 2**24
 
 __all__ = [
+    "DEFAULT_MAX_MASK_PIXELS",
     "DEFAULT_MIN_SCORE",
     "DEFAULT_THRESHOLD",
+    "CvatShapes",
     "DetectorFromEnv",
     "DetectorFunction",
     "FunctionSettings",
@@ -88,6 +99,7 @@ class FunctionSettings:
     min_score: float = DEFAULT_MIN_SCORE
     polygon_tolerance: float = POLYGON_TOLERANCE
     limits: RequestLimits = field(default_factory=RequestLimits)
+    max_mask_pixels: int = DEFAULT_MAX_MASK_PIXELS
 
     def __post_init__(self) -> None:
         for name in ("default_threshold", "min_score"):
@@ -96,9 +108,13 @@ class FunctionSettings:
                 raise ValueError(f"{name} must lie between 0 and 1, got {value!r}")
         if not self.polygon_tolerance >= 0:
             raise ValueError(f"polygon_tolerance must be >= 0, got {self.polygon_tolerance!r}")
+        if not self.max_mask_pixels >= 1:
+            raise ValueError(f"max_mask_pixels must be >= 1, got {self.max_mask_pixels!r}")
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> FunctionSettings:
+    def from_env(cls, environ: Mapping[str, str] | None = None, *,
+                 max_image_pixels: int | None = None) -> FunctionSettings:
+        """``max_image_pixels``: this kind of function's own default pixel limit."""
         environ = os.environ if environ is None else environ
         device = environ.get("AUTOTRACK_DEVICE", "").strip() or None
         return cls(
@@ -106,7 +122,9 @@ class FunctionSettings:
             default_threshold=_env_fraction(environ, "AUTOTRACK_DEFAULT_THRESHOLD",
                                             DEFAULT_THRESHOLD),
             min_score=_env_fraction(environ, "AUTOTRACK_MIN_SCORE", DEFAULT_MIN_SCORE),
-            limits=RequestLimits.from_env(environ),
+            limits=RequestLimits.from_env(environ, max_image_pixels=max_image_pixels),
+            max_mask_pixels=int(env_number(environ, "AUTOTRACK_MAX_MASK_PIXELS",
+                                           DEFAULT_MAX_MASK_PIXELS, 1, integer=True)),
         )
 
 
@@ -147,12 +165,13 @@ class DetectorFunction(LambdaFunction[DetectorRequest]):
             detections, self.class_names, threshold=threshold,
             conv_mask_to_poly=request.conv_mask_to_poly,
             polygon_tolerance=self.settings.polygon_tolerance,
+            max_mask_pixels=self.settings.max_mask_pixels,
         )
 
     def describe(self, request: DetectorRequest, result: list[dict], milliseconds: float) -> str:
         height, width = request.image.shape[:2]
         return (f"{len(result)} shapes on a {width}x{height} {request.image_format} "
-                f"in {milliseconds:.0f} ms")
+                f"in {milliseconds:.0f} ms{left_out_note(result)}")
 
 
 def init_context(
@@ -201,6 +220,18 @@ def handle(context: object, event: object) -> object:
     return handle_loaded(context, event, DetectorFunction)
 
 
+class CvatShapes(list):
+    """A detector's answer (a JSON list of shapes) and how many masks the answer's pixel
+    budget left out (for the log, never sent)."""
+
+    left_out: int = 0
+
+
+def left_out_note(result: object) -> str:
+    left_out = getattr(result, "left_out", 0)
+    return f"; {left_out} masks over AUTOTRACK_MAX_MASK_PIXELS left out" if left_out else ""
+
+
 def detections_to_cvat(
     detections: Detections,
     class_names: Sequence[str],
@@ -208,10 +239,13 @@ def detections_to_cvat(
     threshold: float = DEFAULT_THRESHOLD,
     conv_mask_to_poly: bool = False,
     polygon_tolerance: float = POLYGON_TOLERANCE,
-) -> list[dict]:
-    """The shapes CVAT's lambda manager reads from a detector function, best score first."""
-    shapes = []
+    max_mask_pixels: int = DEFAULT_MAX_MASK_PIXELS,
+) -> CvatShapes:
+    """The shapes CVAT's lambda manager reads from a detector function, best score first;
+    masks only while the pixels of their (tight) boxes stay within ``max_mask_pixels``."""
+    shapes = CvatShapes()
     masks = detections.masks
+    budget = max_mask_pixels
     for i in np.argsort(-detections.scores, kind="stable"):
         score = float(detections.scores[i])
         if score < threshold:
@@ -221,7 +255,14 @@ def detections_to_cvat(
         shape: dict[str, object] = {"confidence": f"{min(max(score, 0.0), 1.0):.4f}",
                                     "label": label}
         mask = None if masks is None else masks[i]
-        encoded = None if mask is None else cvat_function_mask(mask)
+        encoded = None
+        if mask is not None and (box := mask_box(mask)) is not None:
+            pixels = (box[2] - box[0] + 1) * (box[3] - box[1] + 1)
+            if pixels > budget:
+                shapes.left_out += 1
+                continue
+            budget -= pixels
+            encoded = cvat_function_mask(mask, box)
         if encoded is None:  # a box model, or an empty mask: the box stands for it
             x1, y1, x2, y2 = (round(float(v), 2) for v in detections.boxes[i])
             shape.update(points=[x1, y1, x2, y2], type="rectangle")
@@ -237,10 +278,12 @@ def detections_to_cvat(
     return shapes
 
 
-def cvat_function_mask(mask: np.ndarray) -> list[int] | None:
+def cvat_function_mask(mask: np.ndarray, box: tuple[int, int, int, int] | None = None
+                       ) -> list[int] | None:
     """A (H, W) bool mask as a function hands it to CVAT: 0/1 per pixel of its tight box, row
-    by row, then the box's inclusive corners [x1, y1, x2, y2]; None when the mask is empty."""
-    box = mask_box(mask)
+    by row, then the box's inclusive corners [x1, y1, x2, y2]; None when the mask is empty.
+    ``box``: that tight box, when the caller has it already."""
+    box = mask_box(mask) if box is None else box
     if box is None:
         return None
     x1, y1, x2, y2 = box

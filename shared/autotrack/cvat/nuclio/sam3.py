@@ -11,8 +11,11 @@ a short list that matches your tasks is faster. A caller that knows the task may
 mapped prompts; a name the function does not have is refused with 400.
 
 Everything else (request checks, limits, answers, CVAT's mask format) is
-:mod:`autotrack.cvat.nuclio.detector`'s: each mask is cut to its own box, and a large answer
-is gzip-compressed for CVAT (:mod:`autotrack.cvat.nuclio.base`). CVAT never reads an answer's
+:mod:`autotrack.cvat.nuclio.detector`'s: each mask is cut to its own box, masks are answered
+within ``AUTOTRACK_MAX_MASK_PIXELS``, and a large answer is gzip-compressed for CVAT
+(:mod:`autotrack.cvat.nuclio.base`). Like the other mask functions it refuses frames over 4K
+UHD (3840x2160 pixels, ``AUTOTRACK_MAX_IMAGE_PIXELS``): SAM3 works at 1008 px, and every mask
+costs the frame's pixels. CVAT never reads an answer's
 ``confidence``, so the masks it stores have no score (its UI shows 1.0): SAM3's confidence
 only decides, through the threshold, which masks are sent. Settings beyond its
 ``AUTOTRACK_*`` ones:
@@ -48,10 +51,13 @@ from autotrack.cvat.nuclio.detector import (
     DetectorFunction,
     FunctionSettings,
     detections_to_cvat,
+    left_out_note,
 )
 from autotrack.cvat.nuclio.request import (
+    MASK_MAX_IMAGE_PIXELS,
     DetectorRequest,
     RequestError,
+    RequestLimits,
     parse_detector_request,
     parse_json_object,
 )
@@ -86,7 +92,7 @@ class Sam3FromEnv(ModelFromEnv):
     def __call__(self) -> object:
         from autotrack.vos.sam3 import build_sam3_text_detector
 
-        settings = FunctionSettings.from_env()
+        settings = FunctionSettings.from_env(max_image_pixels=MASK_MAX_IMAGE_PIXELS)
         size = os.environ.get(IMAGE_SIZE_ENV, "").strip()
         return build_sam3_text_detector(
             labels_from_env(), self.model or None,
@@ -103,6 +109,10 @@ class Sam3Function(DetectorFunction):
     requests may narrow its prompts with a ``mapping``."""
 
     failure_subject = "this image"
+
+    def __init__(self, detector: object, settings: FunctionSettings | None = None) -> None:
+        super().__init__(detector, settings or FunctionSettings(  # type: ignore[arg-type]
+            limits=RequestLimits(max_image_pixels=MASK_MAX_IMAGE_PIXELS)))
 
     def parse(self, body: object) -> Sam3Request:
         payload = parse_json_object(body, self.settings.limits)
@@ -122,13 +132,15 @@ class Sam3Function(DetectorFunction):
         return detections_to_cvat(
             detections, self.class_names, threshold=threshold,
             conv_mask_to_poly=request.detector.conv_mask_to_poly,
-            polygon_tolerance=self.settings.polygon_tolerance)
+            polygon_tolerance=self.settings.polygon_tolerance,
+            max_mask_pixels=self.settings.max_mask_pixels)
 
     def describe(self, request: Sam3Request, result: list[dict],  # type: ignore[override]
                  milliseconds: float) -> str:
         height, width = request.detector.image.shape[:2]
         return (f"{len(result)} shapes for {len(request.prompt_ids)} prompts on a "
-                f"{width}x{height} {request.detector.image_format} in {milliseconds:.0f} ms")
+                f"{width}x{height} {request.detector.image_format} in {milliseconds:.0f} ms"
+                f"{left_out_note(result)}")
 
     def _mapped_prompts(self, mapping: object) -> tuple[int, ...]:
         if mapping is None:
@@ -176,7 +188,8 @@ def init_context(
     started = time.perf_counter()
     factory = detector_factory or Sam3FromEnv()
     try:
-        settings = settings or FunctionSettings.from_env()
+        settings = settings or FunctionSettings.from_env(
+            max_image_pixels=MASK_MAX_IMAGE_PIXELS)
     except ValueError as exc:
         log(context, "error", f"autotrack: bad function settings: {exc}")
         raise

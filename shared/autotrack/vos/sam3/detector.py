@@ -1,11 +1,15 @@
 """SAM3 as a detector whose classes are text prompts: "car" gives a mask for every car.
 
 Each frame goes once through SAM3's image backbone, then each prompt through its text encoder
-and grounding heads: exactly ``sam3.model.sam3_image_processor.Sam3Processor``'s
-``set_image`` and ``set_text_prompt``, whose post-processing (score times presence, the
-confidence cut, boxes and masks resized to the frame) is the package's own. The result is an
-:class:`autotrack.detections.Detections` whose ``class_ids`` index the prompts, so everything
-that serves a segmentation detector (CVAT functions, trackers) serves SAM3 unchanged.
+and grounding heads: ``sam3.model.sam3_image_processor.Sam3Processor``'s ``set_image`` and
+``set_text_prompt``, with its post-processing (score times presence, the confidence cut,
+boxes and masks resized to the frame) done here in the same way but bounded: only the
+best-scoring instances over all prompts are resized to the frame, at most
+:data:`MAX_INSTANCES` and at most :data:`MAX_MASK_BYTES` of frame-sized masks (the
+package resizes every instance over the cut: a low threshold on a 4K frame took it past
+8 GiB). The result is an :class:`autotrack.detections.Detections` whose ``class_ids`` index
+the prompts, so everything that serves a segmentation detector (CVAT functions, trackers)
+serves SAM3 unchanged.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ from autotrack.errors import InputError
 DEFAULT_MIN_SCORE = 0.3  # lowest score reported: SAM3's own processor default is 0.5
 MAX_PROMPTS = 256
 MAX_PROMPT_CHARS = 200
+MAX_INSTANCES = 100  # instances per frame over all prompts, best first
+MAX_MASK_BYTES = 256 * 2**20  # frame-sized boolean masks per frame (32 at 4K UHD)
+_RESIZE_CHUNK = 8  # masks resized to the frame at a time (float32 while resizing)
 
 __all__ = ["DEFAULT_MIN_SCORE", "Sam3TextDetector", "build_sam3_text_detector", "prompt_texts"]
 
@@ -94,16 +101,52 @@ class Sam3TextDetector:
         if not len(ids):
             return _empty(height, width)
         rgb = torch.from_numpy(np.ascontiguousarray(frame[:, :, ::-1].transpose(2, 0, 1)))
-        self.processor.confidence_threshold = threshold
         state = self.processor.set_image(rgb)
-        parts = []
+        keep = min(MAX_INSTANCES, max(1, MAX_MASK_BYTES // (height * width)))
+        best: list[tuple] = []  # one part: scores, prompt ids, boxes, low-res logits
         for prompt_id in ids:
-            state = self.processor.set_text_prompt(self.class_names[int(prompt_id)], state)
-            parts.append(_instances(state, int(prompt_id), width, height))
-            for key in ("masks", "masks_logits", "boxes", "scores"):
-                state.pop(key, None)  # full-size masks: free them before the next prompt
-        boxes, scores, class_ids, masks = (np.concatenate(column) for column in zip(*parts))
-        return Detections(boxes, scores, class_ids, masks)
+            found = self._ground(state, self.class_names[int(prompt_id)], threshold)
+            best = _best([*best, (*found[:1], torch.full_like(found[0], int(prompt_id)),
+                                  *found[1:])], keep)
+        if not best:
+            return _empty(height, width)
+        scores, prompt_of, boxes, logits = best[0]
+        scale = torch.tensor([width, height, width, height], dtype=torch.float32)
+        boxes = _cxcywh_to_xyxy(boxes.float().cpu()) * scale
+        masks = np.zeros((len(scores), height, width), dtype=bool)
+        for start in range(0, len(scores), _RESIZE_CHUNK):
+            chunk = logits[start:start + _RESIZE_CHUNK].unsqueeze(1)
+            resized = torch.nn.functional.interpolate(chunk, (height, width), mode="bilinear",
+                                                      align_corners=False)
+            masks[start:start + len(chunk)] = (resized.sigmoid() > 0.5)[:, 0].cpu().numpy()
+        # best first within each prompt, prompts in the order asked
+        rank = {int(p): k for k, p in enumerate(ids)}
+        order = sorted(range(len(scores)), key=lambda i: (rank[int(prompt_of[i])],
+                                                           -float(scores[i]), i))
+        boxes = boxes.numpy().astype(np.float64)[order]
+        np.clip(boxes, 0, [width, height, width, height], out=boxes)
+        scores = np.clip(scores.float().cpu().numpy().astype(np.float64)[order], 0.0, 1.0)
+        class_ids = prompt_of.cpu().numpy().astype(np.int64)[order]
+        return Detections(boxes, scores, class_ids, masks[order])
+
+    def _ground(self, state: dict, text: str, threshold: float) -> tuple[Any, ...]:
+        """One prompt's instances over ``threshold``: scores, boxes (cx, cy, w, h in 0..1)
+        and low-resolution mask logits, as ``Sam3Processor._forward_grounding`` computes
+        them before resizing."""
+        import torch
+
+        with torch.inference_mode():
+            state["backbone_out"].update(self.model.backbone.forward_text([text],
+                                                                          device=self.device))
+            if "geometric_prompt" not in state:
+                state["geometric_prompt"] = self.model._get_dummy_prompt()
+            out = self.model.forward_grounding(
+                backbone_out=state["backbone_out"], find_input=self.processor.find_stage,
+                geometric_prompt=state["geometric_prompt"], find_target=None)
+            presence = out["presence_logit_dec"].sigmoid().unsqueeze(1)
+            probs = (out["pred_logits"].sigmoid() * presence).squeeze(-1)
+            kept = probs > threshold
+            return probs[kept], out["pred_boxes"][kept], out["pred_masks"][kept]
 
 
 def build_sam3_text_detector(
@@ -135,13 +178,24 @@ def build_sam3_text_detector(
                             min_score=min_score)
 
 
-def _instances(state: dict, prompt_id: int, width: int, height: int) -> tuple[np.ndarray, ...]:
-    scores = state["scores"].float().cpu().numpy().astype(np.float64)
-    order = np.argsort(-scores, kind="stable")
-    boxes = state["boxes"].float().cpu().numpy().astype(np.float64)[order]
-    np.clip(boxes, 0, [width, height, width, height], out=boxes)
-    masks = state["masks"].cpu().numpy().reshape(len(scores), height, width)[order]
-    return boxes, np.clip(scores[order], 0.0, 1.0), np.full(len(scores), prompt_id), masks
+def _best(parts: list[tuple], keep: int) -> list[tuple]:
+    """The ``keep`` best-scoring instances of ``parts`` (columns: scores, prompt ids, boxes,
+    logits) as one part; ties keep the earlier prompt's instance first."""
+    import torch
+
+    parts = [part for part in parts if len(part[0])]
+    if not parts:
+        return []
+    columns = [torch.cat(column) for column in zip(*parts)]
+    order = torch.argsort(columns[0], descending=True, stable=True)[:keep]
+    return [tuple(column[order] for column in columns)]
+
+
+def _cxcywh_to_xyxy(boxes):
+    import torch
+
+    cx, cy, w, h = boxes.unbind(-1)
+    return torch.stack((cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h), dim=-1)
 
 
 def _empty(height: int, width: int) -> Detections:
