@@ -43,10 +43,19 @@ def resign(envelope: dict) -> str:
 
 def edit_array(envelope: dict, key: str, fn) -> None:
     """Replace the state's ``tracks[key]`` array by ``fn`` of it."""
-    spec = envelope["payload"]["tracks"][key]["__ndarray__"]
+    _edit_array_object(envelope["payload"]["tracks"][key], fn)
+
+
+def edit_array_field(envelope: dict, key: str, fn) -> None:
+    """Replace the state's ``payload[key]`` array by ``fn`` of it."""
+    _edit_array_object(envelope["payload"][key], fn)
+
+
+def _edit_array_object(value: dict, fn) -> None:
+    spec = value["__ndarray__"]
     array = np.frombuffer(base64.b64decode(spec["data"]),
                           dtype=spec["dtype"]).reshape(spec["shape"]).copy()
-    array = fn(array)
+    array = np.asarray(fn(array))
     spec.update(dtype=array.dtype.str, shape=list(array.shape),
                 data=base64.b64encode(array.tobytes()).decode())
 

@@ -120,11 +120,18 @@ class MaskTrackState:
 
     def prompt_frame(self) -> np.ndarray:
         """The stored start frame, scaled back to the frame size (BGR)."""
+        small = self.stored_prompt_frame()
+        height, width = self.frame_size
+        return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+
+    def stored_prompt_frame(self) -> np.ndarray:
+        """The stored start frame as stored (at most :data:`PROMPT_MAX_SIDE`); StateError when
+        it does not decode to its stored size. A function checks it while parsing, so that a
+        bad state is refused before any object of the request is started again."""
         small = decode_state_jpeg(self.prompt_jpeg, PROMPT_MAX_SIDE, "mask state prompt frame")
         if small.shape[:2] != self.stored_size:
             raise StateError("mask state prompt frame does not decode to its stored size")
-        height, width = self.frame_size
-        return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+        return small
 
     def restart_prompt(self) -> tuple[Box | None, np.ndarray | None]:
         """(box, mask) to start this object again on :meth:`prompt_frame`: the stored mask,

@@ -71,7 +71,7 @@ from autotrack.vos.mask_state import (
 )
 from autotrack.vos.sessions import MaskTracker
 
-DEFAULT_MAX_SHAPES = 32
+DEFAULT_MAX_SHAPES = 16  # a restart from states costs two model steps per start frame
 DEFAULT_MAX_SESSIONS = 4
 TRACKER_FIELDS = ("image", "shapes", "states")
 # AUTOTRACK_VOS_OUTPUT once chose masks or polygons; CVAT's tracker takes rectangles only
@@ -192,8 +192,12 @@ class MaskTrackerFunction(LambdaFunction[MaskTrackerRequest]):
         return f"tracked {len(result['shapes'])} objects ({lost} lost) in {milliseconds:.0f} ms"
 
     def _state(self, value: object, index: int) -> MaskTrackState:
-        return request_state(value, index, MAX_MASK_STATE_BYTES,
-                             lambda text: MaskTrackState.decode(text, self.tracker.kind))
+        def decode(text: str) -> MaskTrackState:
+            state = MaskTrackState.decode(text, self.tracker.kind)
+            state.stored_prompt_frame()  # refused now, not after other objects restarted
+            return state
+
+        return request_state(value, index, MAX_MASK_STATE_BYTES, decode)
 
 
 class _Answer(dict):
