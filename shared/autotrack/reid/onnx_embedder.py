@@ -46,7 +46,10 @@ class OnnxReidEmbedder(CropEmbedder):
         scale: float = 1.0,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
+        memory_pattern: bool = True,
     ) -> None:
+        """``memory_pattern``: onnxruntime's planned buffers per input shape (its default);
+        off, a long-lived server that sees every batch size keeps no buffer per shape."""
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
         self.model_path = resolve_model(model_path)
@@ -60,6 +63,7 @@ class OnnxReidEmbedder(CropEmbedder):
         self._mean = None if mean is None else np.asarray(mean, dtype=np.float32)
         self._std = None if std is None else np.asarray(std, dtype=np.float32)
         self._providers = list(providers) if providers else ["CPUExecutionProvider"]
+        self._memory_pattern = bool(memory_pattern)
 
         raw = self.model_path.read_bytes()
         try:
@@ -109,6 +113,7 @@ class OnnxReidEmbedder(CropEmbedder):
     def _session(self, model: bytes, *, quiet: bool = False) -> ort.InferenceSession:
         options = ort.SessionOptions()
         options.log_severity_level = 4 if quiet else 3  # a trial that fails is not an error
+        options.enable_mem_pattern = self._memory_pattern
         return ort.InferenceSession(model, sess_options=options, providers=self._providers)
 
     def _try_free_batch(self, raw: bytes) -> None:

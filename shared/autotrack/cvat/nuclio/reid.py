@@ -58,7 +58,6 @@ CPU time a request (docs/worker-memory.md).
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import time
@@ -409,26 +408,9 @@ def load_lean_embedder(name_or_path: str, *, device: str | None = None) -> objec
     providers = None
     if device is not None and device.lower() != "cpu":
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return _lean_onnx_embedder_class()(resolve_model(text), providers=providers)
-
-
-@functools.cache
-def _lean_onnx_embedder_class() -> type:
     from autotrack.reid.onnx_embedder import OnnxReidEmbedder
 
-    class LeanOnnxReidEmbedder(OnnxReidEmbedder):
-        """OnnxReidEmbedder whose onnxruntime sessions keep no memory pattern."""
-
-        def _session(self, model: bytes, *, quiet: bool = False):  # type: ignore[override]
-            import onnxruntime as ort
-
-            options = ort.SessionOptions()
-            options.log_severity_level = 4 if quiet else 3  # as OnnxReidEmbedder._session
-            options.enable_mem_pattern = False
-            return ort.InferenceSession(model, sess_options=options,
-                                        providers=self._providers)
-
-    return LeanOnnxReidEmbedder
+    return OnnxReidEmbedder(resolve_model(text), providers=providers, memory_pattern=False)
 
 
 class ReidFunction(LambdaFunction[ReidRequest]):
