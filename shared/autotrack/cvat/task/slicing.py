@@ -10,10 +10,11 @@ job's last frame when the track goes on after it and moves. A piece ends visible
 do: a task-level read closes or joins it (``ObjectManager.merge``). CVAT's own slice appends a
 closing outside keyframe a second time in one case (a malformed track); this one does not.
 
-Interpolation is CVAT's (``TrackManager.get_interpolated_shapes``): rectangles and ellipses
-move linearly, polygons point by point when both keyframes have as many points, and are
-held otherwise (CVAT then matches the two outlines; a polygon track from
-:mod:`autotrack.cvat.task.segment` gets a keyframe where its outline changes).
+Interpolation is CVAT's (``TrackManager.get_interpolated_shapes``, in
+:func:`autotrack.merge.cvat_tracks.shape_at`): rectangles and ellipses move linearly,
+polygons point by point when both keyframes have as many points, and are held otherwise
+(CVAT then matches the two outlines; a polygon track from :mod:`autotrack.cvat.task.segment`
+gets a keyframe where its outline changes).
 """
 
 from __future__ import annotations
@@ -23,54 +24,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from autotrack.cvat.task.jobs import Job
-
-_LINEAR = frozenset({"rectangle", "ellipse", "cuboid"})
-
-
-def _frame(shape: Mapping[str, Any]) -> int:
-    return int(shape["frame"])
-
-
-def _ordered(track: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return sorted((dict(s) for s in track.get("shapes") or []), key=_frame)
-
-
-def shape_at(track: Mapping[str, Any], frame: int) -> dict[str, Any] | None:
-    """The shape CVAT shows for ``track`` on ``frame`` (a copy, no id), None where hidden."""
-    shapes = _ordered(track)
-    before = [s for s in shapes if _frame(s) <= frame]
-    if not before or before[-1].get("outside"):
-        return None
-    previous = before[-1]
-    shown = {k: copy.deepcopy(v) for k, v in previous.items() if k != "id"}
-    shown["frame"] = frame
-    after = [s for s in shapes if _frame(s) > frame]
-    if _frame(previous) == frame or not after:
-        return shown
-    following = after[0]
-    p0, p1 = list(previous.get("points") or []), list(following.get("points") or [])
-    linear = previous["type"] in _LINEAR or (previous["type"] in ("polygon", "polyline")
-                                              and len(p0) == len(p1))
-    if linear and previous["type"] == following["type"]:
-        t = (frame - _frame(previous)) / (_frame(following) - _frame(previous))
-        shown["points"] = [float(a + (b - a) * t) for a, b in zip(p0, p1)]
-        r0 = float(previous.get("rotation") or 0.0)
-        step = ((float(following.get("rotation") or 0.0) - r0 + 180) % 360) - 180
-        shown["rotation"] = (r0 + step * t + 360) % 360
-    return shown
-
-
-def track_visible_in(track: Mapping[str, Any], start: int, stop: int) -> bool:
-    """``_is_track_inside``: shown on some frame of [start, stop] (a visible last keyframe
-    holds to the end of the task)."""
-    shapes = _ordered(track)
-    for shape, following in zip(shapes, [*shapes[1:], None]):
-        if shape.get("outside"):
-            continue
-        end = _frame(following) - 1 if following is not None else stop
-        if _frame(shape) <= stop and end >= start:
-            return True
-    return False
+from autotrack.merge.cvat_tracks import frame_of as _frame
+from autotrack.merge.cvat_tracks import ordered_shapes as _ordered
+from autotrack.merge.cvat_tracks import shape_at, track_visible_in
 
 
 def slice_track(track: Mapping[str, Any], start: int, stop: int) -> dict[str, Any] | None:
