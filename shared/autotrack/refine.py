@@ -56,6 +56,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Protocol, TypeVar
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -67,6 +68,7 @@ from autotrack.tracks import Track
 INTERPOLATIONS = ("linear", "gaussian", "none")
 REFERENCE_FPS = 25.0  # the frame rate the defaults, in frames, were set for
 
+_Settings = TypeVar("_Settings")
 _CENTRE = slice(0, 2)  # cx, cy in a (cx, cy, w, h) row
 
 
@@ -107,16 +109,7 @@ class RefineConfig:
             raise ValueError(f"ambiguity_margin must lie in [0, 1), got {self.ambiguity_margin}")
         if self.velocity_window < 1 or self.min_link_frames < 1:
             raise ValueError("velocity_window and min_link_frames must be at least 1")
-        for name in ("position_tolerance", "size_tolerance", "time_scale", "gaussian_sigma",
-                     "max_distance"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive")
-        for name in ("velocity_tolerance", "velocity_change_tolerance", "box_noise",
-                     "motion_weight", "time_weight", "appearance_weight"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must not be negative")
-        if self.motion_weight + self.time_weight <= 0:
-            raise ValueError("motion_weight + time_weight must be positive")
+        _check_motion_settings(self, positive=("gaussian_sigma",))
         if self.interpolation not in INTERPOLATIONS:
             raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}")
         if self.max_fill < 0:
@@ -126,19 +119,39 @@ class RefineConfig:
         """These settings, made for 25 frames/s (the rate of the TUD sequences the defaults
         were set on), for a video at ``fps``: spans of frames scale by fps / 25 and
         velocities, per frame, by 25 / fps, so that they mean the same seconds and speeds."""
-        if not fps > 0:
-            raise ValueError(f"fps must be positive, got {fps}")
-        frames, speed = fps / REFERENCE_FPS, REFERENCE_FPS / fps
-        return replace(
-            self,
-            max_gap=max(1, round(self.max_gap * frames)),
-            max_fill=round(self.max_fill * frames),
-            velocity_window=max(3, round(self.velocity_window * frames)),
-            time_scale=self.time_scale * frames,
-            gaussian_sigma=self.gaussian_sigma * frames,
-            velocity_tolerance=self.velocity_tolerance * speed,
-            velocity_change_tolerance=self.velocity_change_tolerance * speed,
-        )
+        return _at_frame_rate(self, fps, counts={"max_gap": 1, "max_fill": 0,
+                                                 "velocity_window": 3},
+                              spans=("time_scale", "gaussian_sigma"))
+
+
+def _check_motion_settings(config: object, positive: Sequence[str] = ()) -> None:
+    """The checks RefineConfig and ProposalConfig share: tolerances, scales and weights."""
+    for name in ("position_tolerance", "size_tolerance", "time_scale", *positive,
+                 "max_distance"):
+        if not getattr(config, name) > 0:
+            raise ValueError(f"{name} must be positive")
+    for name in ("velocity_tolerance", "velocity_change_tolerance", "box_noise",
+                 "motion_weight", "time_weight", "appearance_weight"):
+        if getattr(config, name) < 0:
+            raise ValueError(f"{name} must not be negative")
+    if getattr(config, "motion_weight") + getattr(config, "time_weight") <= 0:
+        raise ValueError("motion_weight + time_weight must be positive")
+
+
+def _at_frame_rate(config: _Settings, fps: float, counts: Mapping[str, int],
+                   spans: Sequence[str]) -> _Settings:
+    """``config`` (made for 25 frames/s) for a video at ``fps``: whole numbers of frames
+    (``counts``, name -> least value) and spans in frames scale by fps / 25, the velocity
+    tolerances (per frame) by 25 / fps."""
+    if not fps > 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    frames, speed = fps / REFERENCE_FPS, REFERENCE_FPS / fps
+    changes: dict[str, float] = {name: max(least, round(getattr(config, name) * frames))
+                                 for name, least in counts.items()}
+    changes.update({name: getattr(config, name) * frames for name in spans})
+    changes.update(velocity_tolerance=getattr(config, "velocity_tolerance") * speed,
+                   velocity_change_tolerance=getattr(config, "velocity_change_tolerance") * speed)
+    return replace(config, **changes)  # type: ignore[type-var]
 
 
 @dataclass(frozen=True)
@@ -179,6 +192,20 @@ class RefineResult:
 
 
 # ----------------------------------------------------------------------------- motion
+class MotionSettings(Protocol):
+    """The settings :func:`_motion` and :func:`_total` read (RefineConfig has them, and so
+    does :class:`autotrack.merge.ProposalConfig`)."""
+
+    position_tolerance: float
+    velocity_tolerance: float
+    velocity_change_tolerance: float
+    box_noise: float
+    size_tolerance: float
+    motion_weight: float
+    time_weight: float
+    appearance_weight: float
+
+
 @dataclass(frozen=True)
 class _Ends:
     """A straight line fitted to one end (first or last frames) of every track."""
@@ -223,7 +250,7 @@ def _fit_ends(tracks: Sequence[Track], window: int, at_start: bool) -> _Ends:
 _MOTION_TERMS = ("distance", "velocity change", "size change")
 
 
-def _motion(ends: _Ends, starts: _Ends, a: np.ndarray, b: np.ndarray, config: RefineConfig
+def _motion(ends: _Ends, starts: _Ends, a: np.ndarray, b: np.ndarray, config: MotionSettings
             ) -> dict[str, np.ndarray]:
     """Motion agreement of pairs (a[k] ends, b[k] starts): A's end extrapolated forwards and
     B's start backwards, at constant velocity, to the middle of the time between them.
@@ -254,7 +281,8 @@ def _motion(ends: _Ends, starts: _Ends, a: np.ndarray, b: np.ndarray, config: Re
             "velocity_change": change, "size_change": size, "worst": terms.argmax(axis=1)}
 
 
-def _total(motion: float, time: float, appearance: float | None, config: RefineConfig) -> float:
+def _total(motion: float, time: float, appearance: float | None, config: MotionSettings
+           ) -> float:
     """Weighted geometric mean of the component scores."""
     parts = [(motion, config.motion_weight), (time, config.time_weight)]
     if appearance is not None:
@@ -278,6 +306,12 @@ def _mean_embeddings(appearance: Mapping[int, np.ndarray] | None) -> dict[int, n
         if norm > 1e-12 and np.isfinite(norm):
             out[int(track_id)] = mean / norm
     return out
+
+
+def _appearance(embeddings: Mapping[int, np.ndarray], a: int, b: int) -> float | None:
+    """Cosine of two tracks' mean embeddings, below 0 counted as 0; None without both."""
+    ea, eb = embeddings.get(a), embeddings.get(b)
+    return None if ea is None or eb is None else max(float(ea @ eb), 0.0)
 
 
 # ------------------------------------------------------------------------------ linking
@@ -322,6 +356,17 @@ def _matching(scores: Mapping[tuple[int, int], float], forbid: tuple[int, int] |
     return float(sum(scores[p] for p in chosen)), chosen
 
 
+def _lead(scores: Mapping[tuple[int, int], float], pair: tuple[int, int]
+          ) -> tuple[float, list[tuple[int, int]]]:
+    """How much the best matching that uses ``pair`` beats the best one without it (0 to
+    the pair's own score), and that best matching without it (the alternative)."""
+    a, b = pair
+    rest = {p: s for p, s in scores.items() if p[0] != a and p[1] != b}
+    with_it = scores[pair] + _matching(rest)[0]
+    without_value, without = _matching(scores, forbid=pair)
+    return with_it - without_value, without
+
+
 def _components(pairs: Sequence[tuple[int, int]], n: int) -> list[list[tuple[int, int]]]:
     """The pairs grouped by connected component of the graph (ends a, starts b)."""
     if not pairs:
@@ -363,8 +408,7 @@ def _link(tracks: Sequence[Track], embeddings: Mapping[int, np.ndarray], config:
                                f"ends (seen together on {_overlap(ta, tb)})")
             continue
         time = float(np.exp(-(gap - 1) / config.time_scale))
-        ea, eb = embeddings.get(ta.track_id), embeddings.get(tb.track_id)
-        appearance = None if ea is None or eb is None else max(float(ea @ eb), 0.0)
+        appearance = _appearance(embeddings, ta.track_id, tb.track_id)
         score = _total(float(motion["motion"][k]), time, appearance, config)
         info.update(motion=float(motion["motion"][k]), time=time, appearance=appearance,
                     score=score, reason="")
@@ -393,10 +437,7 @@ def _link(tracks: Sequence[Track], embeddings: Mapping[int, np.ndarray], config:
         chosen_all.update(chosen)
         for pair in chosen:
             a, b = pair
-            rest = {p: s for p, s in local.items() if p[0] != a and p[1] != b}
-            with_it = scorable[pair] + _matching(rest)[0]
-            without_value, without = _matching(local, forbid=pair)
-            lead = with_it - without_value
+            lead, without = _lead(local, pair)
             if lead >= margin:
                 accepted.add(pair)
                 fields[pair]["reason"] = f"linked (lead {lead:.2f} over the best alternative)"
@@ -505,6 +546,22 @@ def _join(chain: Sequence[Track]) -> Track:
     )
 
 
+def _chains(tracks: Sequence[Track], successor: Mapping[int, int]) -> list[list[Track]]:
+    """The tracks as chains in time order: each one with no predecessor, then its successor
+    (by track id), its successor's, and so on; in the order of their first tracks."""
+    by_id = {t.track_id: t for t in tracks}
+    has_predecessor = set(successor.values())
+    chains = []
+    for track in tracks:
+        if track.track_id in has_predecessor:
+            continue
+        chain = [track]
+        while chain[-1].track_id in successor:
+            chain.append(by_id[successor[chain[-1].track_id]])
+        chains.append(chain)
+    return chains
+
+
 # --------------------------------------------------------------------------------- API
 def _check(tracks: Sequence[Track]) -> None:
     seen: set[int] = set()
@@ -537,18 +594,10 @@ def refine_tracks(
     if config.link and len(tracks) > 1:
         decisions = _link(tracks, _mean_embeddings(appearance), config)
         successor = {d.source: d.target for d in decisions if d.accepted}
-    by_id = {t.track_id: t for t in tracks}
-    has_predecessor = set(successor.values())
-
     out: list[Track] = []
     interpolated: dict[int, np.ndarray] = {}
     sources: dict[int, tuple[int, ...]] = {}
-    for track in tracks:
-        if track.track_id in has_predecessor:
-            continue
-        chain = [track]
-        while chain[-1].track_id in successor:
-            chain.append(by_id[successor[chain[-1].track_id]])
+    for chain in _chains(tracks, successor):
         joined = _join(chain)
         filled, mask = _fill(joined, config)
         out.append(filled)
