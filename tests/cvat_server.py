@@ -897,7 +897,9 @@ class CvatTestServer:
                        where: str, action: str | None = None) -> None:
         """Checks on a body before any job is touched: the source choices and skeletons, and
         in strict mode what CVAT silently alters or drops (see the module docstring); frames
-        are not checked on a job-level delete, which goes by id alone."""
+        are not checked on a job-level delete, nor are a deleted track's shapes: CVAT's
+        ``JobAnnotation._delete`` (cvat/apps/dataset_manager/task.py) deletes by id alone, so
+        a track read with two shapes on one frame (CVAT's own slice makes some) is deleted."""
         for key in KEYS:
             for i, item in enumerate(data.get(key, [])):
                 if item["source"] not in SOURCES:
@@ -906,7 +908,8 @@ class CvatTestServer:
                 if item.get("elements"):
                     raise _bad(f"{key}[{i}]: skeleton elements are not modelled by the test "
                                "server")
-        self._check_shapes_of_tracks(data, strict=self.strict)
+        if action != "delete":  # JobAnnotation._delete goes by ids alone: no interpolation
+            self._check_shapes_of_tracks(data, strict=self.strict)
         if not self.strict:
             return
         drop = ("a task-level write drops it" if where == "task"

@@ -123,15 +123,20 @@ class Backup:
     annotations: dict[str, Any] | None  # the task-level read (all a version 1 backup holds)
 
 
+def read_json(path: Path, what: str) -> Any:
+    """The JSON document in ``path``; one clear :class:`InputError` line if it cannot be read."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such {what}") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable {what} ({exc})") from None
+
+
 def load_backup(path: str | os.PathLike[str]) -> Backup:
     """Read and check a backup file written by :func:`save_backup`."""
     path = Path(path)
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such backup file") from None
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: not a readable JSON backup ({exc})") from None
+    document = read_json(path, "backup file")
     if not isinstance(document, dict) or document.get("format") != BACKUP_FORMAT:
         raise InputError(f"{path}: not an autotrack annotations backup")
     version = document.get("version")

@@ -59,6 +59,16 @@ def add_task_parser(commands: Any) -> argparse.ArgumentParser:
                     "exactly, job by job; what is there now is backed up first.")
     restore.add_argument("backup", metavar="BACKUP", help="the backup file (.json)")
     add_server_arguments(restore)
+    merge = sub.add_parser(
+        "merge", help="find tracks that continue one another; merge the ones you choose",
+        description="Propose merges of tracks a tracker broke one object into (printed, best "
+                    "first, and saved), merge the chosen ones (--apply, --join) job by job, "
+                    "or undo a merge (--undo LOG). Every write is backed up first and read "
+                    "back.")
+    from autotrack.cvat.task.merge import add_merge_arguments
+
+    add_merge_arguments(merge)
+    add_server_arguments(merge)
     return task
 
 
@@ -132,4 +142,8 @@ def run_task(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         from autotrack.cvat.task.annotate import run_annotate
 
         return run_annotate(args, out, err)
+    if args.task_command == "merge":
+        from autotrack.cvat.task.merge import run_merge
+
+        return run_merge(args, out, err)
     return run_restore(args, out, err)
