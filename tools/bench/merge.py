@@ -1,0 +1,425 @@
+"""Merge proposals (autotrack.merge) against ground truth: are the proposed joins right, how
+many of the needed joins they find, and what applying them does to IDF1 and HOTA, next to
+``refine_tracks`` alone.
+
+Run: python tools/bench/merge.py [--quick] [--seeds S] [--calibrate] [--held-out] [--rendered S]
+
+Inputs, TUD-Campus and TUD-Stadtmitte (MOT15, 25 fps), scored against their ground truth:
+
+* ``made pieces``: the ground truth broken the way trackers break tracks, per seed: at
+  crossings (two people's boxes overlapping, IoU >= 0.3) the two identities are swapped
+  from that frame on with probability 0.5 and both lose 4-15 frames there; every track is
+  then cut into pieces of 10-80 frames with 3-40 frames dropped between them (occlusions),
+  one cut in five as a 1-3 frame overlap instead (the new ID starts before the old one
+  ends), one piece in ten followed by a 1-2 frame stray piece; boxes jittered by 2% of
+  their size per corner;
+* ``ByteTrack``: our ByteTrack (``autotrack annotate``'s defaults, collected tracks) on
+  detector-like detections of the ground truth (``common.detector_like``) with 15% and 30%
+  of boxes missed, per seed;
+* ``test.txt``: the real tracker output shipped with each sequence (one run).
+
+``--held-out`` adds MOT17-02/04/09 (30 fps): ByteTrack on the public FRCNN detections
+(``det.txt``), settings scaled with ``at_frame_rate(30)``, and the same at 15 fps (every
+second frame); nothing was tuned on them. ``--rendered S`` adds ByteTrack on the rendered
+TUD scenes of ``crossing_scenes.py`` (YOLOX-Nano on pixels, seeds 0..S-1) with appearance:
+each piece's person-reid-0248 embeddings of the detections under its first and last 5 boxes.
+
+A piece's identity is the ground-truth id its boxes match (IoU >= 0.5, one-to-one per frame)
+on more than half of its frames; a proposal is right when both pieces have the same
+identity. The joins needed are, per identity, its pieces minus one. IDF1/HOTA rows: the
+pieces as they are; ``refine`` (``refine_tracks``, default RefineConfig: links and gap
+filling); ``proposals`` (proposals at or above the default confidence joined, then gaps
+filled as refine fills them, ``RefineConfig(link=False)``, so that only the joins differ);
+``refine + proposals`` (proposals on refine's output, joined, filled).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment, minimize
+
+from common import DetectorNoise, Truth, detector_like, header, markdown_table, mot_truth, \
+    shared_data, tracking_metrics
+
+from autotrack.export.mot import read_mot
+from autotrack.geometry import iou_matrix
+from autotrack.merge import DEFAULT_MIN_CONFIDENCE, ProposalConfig, apply_proposals, \
+    propose_merges
+from autotrack.refine import RefineConfig, refine_tracks
+from autotrack.tracking_options import TrackingOptions
+from autotrack.tracks import Track, TrackCollector
+
+SEQUENCES = ("TUD-Campus", "TUD-Stadtmitte")
+HELD_OUT = ("MOT17-02-FRCNN", "MOT17-04-FRCNN", "MOT17-09-FRCNN")
+CONFIDENCES = (0.5, 0.7, 0.8, 0.9, 0.95)
+MISS_RATES = (0.15, 0.3)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One set of pieces to propose merges for, with the truth to score them by."""
+
+    family: str  # "made pieces", "ByteTrack", "test.txt", "MOT17 ByteTrack"
+    truth: Truth
+    tracks: list[Track]
+    fps: float = 25.0
+    detections: list | None = None  # with embeddings: rendered scenes, for appearance
+    embeddings: list[np.ndarray] | None = None
+
+    def appearance(self, tracks: Sequence[Track], ends: int = 5) -> dict[int, np.ndarray] | None:
+        """Per track, the embeddings of the detections its first and last ``ends`` boxes
+        stand for (IoU >= 0.7), or None without embeddings."""
+        if self.embeddings is None:
+            return None
+        out = {}
+        for track in tracks:
+            rows = []
+            picks = np.unique(np.r_[np.arange(min(ends, len(track.frames))),
+                                    np.arange(max(0, len(track.frames) - ends), len(track.frames))])
+            for k in picks.tolist():
+                f = int(track.frames[k])
+                d = self.detections[f]
+                if len(d):
+                    overlap = iou_matrix(track.boxes[k][None], d.boxes)[0]
+                    if overlap.max() >= 0.7:
+                        rows.append(self.embeddings[f][int(overlap.argmax())])
+            if rows:
+                out[track.track_id] = np.asarray(rows)
+        return out
+
+
+# ----------------------------------------------------------------------------- inputs
+def truth_tracks(truth: Truth) -> dict[int, Track]:
+    frames: dict[int, list[int]] = {}
+    boxes: dict[int, list[np.ndarray]] = {}
+    for t, (ids, bs) in enumerate(zip(truth.ids, truth.boxes)):
+        for i, b in zip(ids.tolist(), bs):
+            frames.setdefault(i, []).append(t)
+            boxes.setdefault(i, []).append(b)
+    return {i: Track(i, 0, np.array(f, dtype=np.int64), np.array(boxes[i]), np.ones(len(f)))
+            for i, f in frames.items()}
+
+
+def _crossings(tracks: dict[int, Track]) -> list[tuple[int, int, int]]:
+    """(frame, id p, id q): the first frame of each run where p's and q's boxes overlap."""
+    out = []
+    ids = sorted(tracks)
+    for x, p in enumerate(ids):
+        for q in ids[x + 1:]:
+            common, ip, iq = np.intersect1d(tracks[p].frames, tracks[q].frames,
+                                            return_indices=True)
+            if not len(common):
+                continue
+            iou = np.array([iou_matrix(tracks[p].boxes[i][None], tracks[q].boxes[j][None])[0, 0]
+                            for i, j in zip(ip, iq)])
+            close = iou >= 0.3
+            starts = np.flatnonzero(close & ~np.r_[False, close[:-1]])
+            out += [(int(common[s]), p, q) for s in starts]
+    return sorted(out)
+
+
+def made_pieces(truth: Truth, seed: int) -> list[Track]:
+    """The ground truth broken as a tracker breaks it (module docstring)."""
+    rng = np.random.default_rng(seed)
+    people = truth_tracks(truth)
+    # per person: frame -> (label, box); labels swap at crossings
+    label = {p: {int(f): p for f in t.frames} for p, t in people.items()}
+    box = {p: {int(f): b for f, b in zip(t.frames, t.boxes)} for p, t in people.items()}
+    dropped: set[tuple[int, int]] = set()  # (person, frame) lost at a crossing
+    for frame, p, q in _crossings(people):
+        if rng.random() < 0.5:
+            for f in label[p]:
+                if f >= frame and f in label[q]:
+                    label[p][f], label[q][f] = label[q][f], label[p][f]
+            for who in (p, q):
+                lost = int(rng.integers(4, 16))
+                start = frame - int(rng.integers(0, lost + 1))
+                dropped.update((who, f) for f in range(start, start + lost))
+    # the tracker's tracks: label l's boxes over time
+    streams: dict[int, list[tuple[int, np.ndarray]]] = {}
+    for p in people:
+        for f, l in label[p].items():
+            if (p, f) not in dropped:
+                streams.setdefault(l, []).append((f, box[p][f]))
+    pieces: list[Track] = []
+    next_id = 1
+
+    def emit(rows: list[tuple[int, np.ndarray]]) -> None:
+        nonlocal next_id
+        if not rows:
+            return
+        frames = np.array([f for f, _ in rows], dtype=np.int64)
+        boxes = np.array([b for _, b in rows], dtype=np.float64)
+        size = np.tile(boxes[:, 2:] - boxes[:, :2], 2)
+        boxes = boxes + rng.normal(0, 0.02, boxes.shape) * size
+        pieces.append(Track(next_id, 0, frames, boxes, np.ones(len(frames))))
+        next_id += 1
+
+    for l in sorted(streams):
+        rows = sorted(streams[l], key=lambda r: r[0])
+        # a frame dropped at a crossing splits the stream too
+        breaks = [0] + [k for k in range(1, len(rows)) if rows[k][0] - rows[k - 1][0] > 1] \
+            + [len(rows)]
+        for lo, hi in zip(breaks, breaks[1:]):
+            at = lo
+            while at < hi:
+                stop = min(hi, at + int(rng.integers(10, 81)))
+                if hi - stop < 10:
+                    stop = hi
+                if stop < hi and rng.random() < 0.2:  # a small overlap instead of a gap
+                    overlap = int(rng.integers(1, 4))
+                    emit(rows[at:stop])
+                    at = max(stop - overlap, at + 1)
+                    continue
+                emit(rows[at:stop])
+                if stop < hi and rng.random() < 0.1:  # a stray piece of 1-2 frames
+                    stray = int(rng.integers(1, 3))
+                    emit(rows[stop + 1: stop + 1 + stray])
+                    stop += 1 + stray
+                at = stop + (int(rng.integers(3, 41)) if stop < hi else 0)
+    return pieces
+
+
+def collect_bytetrack(detections, fps: float) -> list[Track]:
+    """Our ByteTrack on ``autotrack annotate``'s defaults, whole-video tracks collected."""
+    tracker = TrackingOptions(tracker_name="bytetrack").tracker(fps)
+    collector = TrackCollector()
+    for frame, d in enumerate(detections):
+        collector.add(frame, tracker.update(d))
+    return collector.tracks()
+
+
+def mot_tracks(path) -> list[Track]:
+    return [Track(i, 0, m.frames, m.boxes, np.ones(len(m.frames)))
+            for i, m in sorted(read_mot(path).items())]
+
+
+def public_detections(name: str, frames: int):
+    from autotrack.detections import Detections
+
+    rows = np.loadtxt(shared_data() / "mot" / name / "det.txt", delimiter=",", ndmin=2)
+    out = []
+    for t in range(frames):
+        r = rows[rows[:, 0] == t + 1]
+        boxes = np.hstack([r[:, 2:4], r[:, 2:4] + r[:, 4:6]])
+        out.append(Detections(boxes, np.clip(r[:, 6], 0, 1), np.zeros(len(r), dtype=np.int64)))
+    return out
+
+
+def every_second_frame(truth: Truth) -> Truth:
+    return Truth(truth.ids[::2], truth.boxes[::2])
+
+
+def cases(seeds: int, quick: bool, held_out: bool, rendered: int = 0) -> list[Case]:
+    out = []
+    for name in SEQUENCES[:1] if quick else SEQUENCES:
+        truth = mot_truth(name)
+        out += [Case("made pieces", truth, made_pieces(truth, s)) for s in range(seeds)]
+        for miss in MISS_RATES[:1] if quick else MISS_RATES:
+            noise = DetectorNoise(miss_rate=miss)
+            out += [Case("ByteTrack", truth,
+                         collect_bytetrack(detector_like(truth, s, noise), 25.0))
+                    for s in range(seeds)]
+        out.append(Case("test.txt", truth, mot_tracks(shared_data() / "mot" / name / "test.txt")))
+    if held_out:
+        for name in HELD_OUT:
+            truth = mot_truth(name)
+            detections = public_detections(name, truth.frames)
+            out.append(Case("MOT17 ByteTrack 30 fps (held out)", truth,
+                            collect_bytetrack(detections, 30.0), 30.0))
+            out.append(Case("MOT17 ByteTrack 15 fps (held out)", every_second_frame(truth),
+                            collect_bytetrack(detections[::2], 15.0), 15.0))
+    if rendered:
+        from crossing_scenes import crossing_scene
+
+        for name in SEQUENCES:
+            for seed in range(rendered):
+                scene = crossing_scene(name, seed)
+                out.append(Case("rendered ByteTrack + Re-ID", scene.truth,
+                                collect_bytetrack(scene.detections, 25.0), 25.0,
+                                scene.detections, scene.embeddings))
+    return out
+
+
+# ---------------------------------------------------------------------------- scoring
+def identities(tracks: Sequence[Track], truth: Truth) -> dict[int, int]:
+    """Track id -> the truth id it matches on more than half of its frames (IoU >= 0.5,
+    one-to-one per frame), or -1."""
+    at: dict[int, list[tuple[int, np.ndarray]]] = {}
+    for track in tracks:
+        for f, b in zip(track.frames.tolist(), track.boxes):
+            at.setdefault(f, []).append((track.track_id, b))
+    votes: dict[int, dict[int, int]] = {t.track_id: {} for t in tracks}
+    for f, rows in at.items():
+        if f >= truth.frames or not len(truth.ids[f]):
+            continue
+        overlap = iou_matrix(np.array([b for _, b in rows]), truth.boxes[f])
+        r, c = linear_sum_assignment(overlap, maximize=True)
+        for i, j in zip(r, c):
+            if overlap[i, j] >= 0.5:
+                v = votes[rows[i][0]]
+                g = int(truth.ids[f][j])
+                v[g] = v.get(g, 0) + 1
+    out = {}
+    for track in tracks:
+        v = votes[track.track_id]
+        best = max(v, key=v.get) if v else -1
+        out[track.track_id] = best if v and 2 * v[best] > len(track.frames) else -1
+    return out
+
+
+def needed_joins(tracks: Sequence[Track], identity: dict[int, int]) -> int:
+    counts: dict[int, int] = {}
+    for t in tracks:
+        if identity[t.track_id] >= 0:
+            counts[identity[t.track_id]] = counts.get(identity[t.track_id], 0) + 1
+    return sum(c - 1 for c in counts.values())
+
+
+def per_frame(tracks: Sequence[Track], frames: int):
+    ids: list[list[int]] = [[] for _ in range(frames)]
+    boxes: list[list[np.ndarray]] = [[] for _ in range(frames)]
+    for track in tracks:
+        for f, b in zip(track.frames.tolist(), track.boxes):
+            if f < frames:
+                ids[f].append(track.track_id)
+                boxes[f].append(b)
+    return [(np.asarray(i, dtype=np.int64), np.asarray(b, dtype=np.float64).reshape(-1, 4))
+            for i, b in zip(ids, boxes)]
+
+
+@dataclass
+class Outcome:
+    right: np.ndarray  # per proposal, bool
+    confidence: np.ndarray
+    score: np.ndarray
+    lead: np.ndarray
+    jumped: np.ndarray
+    needed: int  # joins a person would have to find by hand in the pieces
+    needed_after_refine: int
+    metrics: dict[str, dict[str, float]]  # row -> IDF1, HOTA
+
+
+def run_case(case: Case, config: ProposalConfig, min_confidence: float,
+             metrics: bool = True) -> Outcome:
+    proposal_config = config.at_frame_rate(case.fps)
+    refine_config = RefineConfig().at_frame_rate(case.fps)
+    fill = replace(refine_config, link=False)
+    identity = identities(case.tracks, case.truth)
+    proposals = propose_merges(case.tracks, appearance=case.appearance(case.tracks),
+                               config=proposal_config)
+    right = np.array([identity[p.before] == identity[p.after] >= 0 for p in proposals], bool)
+    refined = refine_tracks(case.tracks, config=refine_config).tracks
+    refined_identity = identities(refined, case.truth)
+    rows: dict[str, dict[str, float]] = {}
+    if metrics:
+        joined = apply_proposals(case.tracks, proposals, min_confidence=min_confidence)[0]
+        on_refined = propose_merges(refined, appearance=case.appearance(refined),
+                                    config=proposal_config)
+        both = apply_proposals(refined, on_refined, min_confidence=min_confidence)[0]
+        for row, tracks in (("pieces", case.tracks), ("refine", refined),
+                            ("proposals", refine_tracks(joined, config=fill).tracks),
+                            ("refine + proposals", refine_tracks(both, config=fill).tracks)):
+            m = tracking_metrics(case.truth, per_frame(tracks, case.truth.frames))
+            rows[row] = {"IDF1": m["IDF1"], "HOTA": m["HOTA"]}
+    return Outcome(right, np.array([p.confidence for p in proposals]),
+                   np.array([p.score for p in proposals]), np.array([p.lead for p in proposals]),
+                   np.array([p.jump >= proposal_config.switch_jump for p in proposals], float),
+                   needed_joins(case.tracks, identity),
+                   needed_joins(refined, refined_identity), rows)
+
+
+def calibrate(outcomes: Sequence[Outcome]) -> tuple[float, ...]:
+    """Logistic regression of right ~ c0 + c1 logit(score) + c2 lead + c3 jumped (maximum
+    likelihood, a slight ridge)."""
+    score = np.clip(np.concatenate([o.score for o in outcomes]), 1e-6, 1 - 1e-6)
+    x = np.column_stack([np.ones(len(score)), np.log(score / (1 - score)),
+                         np.concatenate([o.lead for o in outcomes]),
+                         np.concatenate([o.jumped for o in outcomes])])
+    y = np.concatenate([o.right for o in outcomes]).astype(float)
+
+    def loss(c):
+        z = x @ c
+        return float(np.sum(np.logaddexp(0, z) - y * z) + 1e-3 * c @ c)
+
+    return tuple(float(v) for v in minimize(loss, np.zeros(4), method="BFGS").x)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="check the script runs, no numbers: TUD-Campus, 1 seed")
+    parser.add_argument("--seeds", type=int, help="seeds per input kind (default 10)")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="fit the confidence calibration on these inputs and print it")
+    parser.add_argument("--held-out", action="store_true",
+                        help="also MOT17-02/04/09, ByteTrack on public detections (30 fps)")
+    parser.add_argument("--rendered", type=int, default=0, metavar="S",
+                        help="also ByteTrack + Re-ID appearance on rendered scenes, seeds 0..S-1")
+    args = parser.parse_args(argv)
+    seeds = args.seeds or (1 if args.quick else 10)
+    started = time.perf_counter()
+    config = ProposalConfig()
+    all_cases = cases(seeds, args.quick, args.held_out, args.rendered)
+    outcomes = [run_case(c, config, DEFAULT_MIN_CONFIDENCE) for c in all_cases]
+    families = list(dict.fromkeys(c.family for c in all_cases))
+    fitted = None
+    if args.calibrate:
+        tud = [o for c, o in zip(all_cases, outcomes)
+               if "held out" not in c.family and "rendered" not in c.family]
+        fitted = calibrate(tud)
+
+    print(header("Merge proposals: precision, recall, IDF1/HOTA before and after"))
+    print(f"Default confidence {DEFAULT_MIN_CONFIDENCE}; seeds 0..{seeds - 1} per made / "
+          "ByteTrack input; 'joins needed' = pieces minus people, summed.\n")
+    rows = []
+    for family in families:
+        group = [o for c, o in zip(all_cases, outcomes) if c.family == family]
+        right = np.concatenate([o.right for o in group])
+        conf = np.concatenate([o.confidence for o in group])
+        needed = sum(o.needed for o in group)
+        for level in CONFIDENCES:
+            shown = conf >= level
+            found = int(right[shown].sum())
+            precision = f"{found / shown.sum():.3f}" if shown.sum() else "-"
+            rows.append([family, len(group), f"{level:.2f}", int(shown.sum()), found, needed,
+                         precision, f"{found / max(needed, 1):.3f}"])
+    print(markdown_table(["input", "runs", "confidence >=", "proposals", "right", "joins needed",
+                          "precision", "recall"], rows, [False] + [True] * 7))
+    print()
+    rows = []
+    for family in families:
+        group = [o for c, o in zip(all_cases, outcomes) if c.family == family]
+        for row in ("pieces", "refine", "proposals", "refine + proposals"):
+            idf1 = np.mean([o.metrics[row]["IDF1"] for o in group])
+            hota = np.mean([o.metrics[row]["HOTA"] for o in group])
+            rows.append([family, row, f"{100 * idf1:.1f}", f"{100 * hota:.1f}"])
+    print(markdown_table(["input", "tracks", "IDF1", "HOTA"], rows, [False, False, True, True]))
+    print()
+    rows = []
+    for family in families:
+        group = [o for c, o in zip(all_cases, outcomes) if c.family == family]
+        shown = np.concatenate([o.confidence for o in group]) >= DEFAULT_MIN_CONFIDENCE
+        right = np.concatenate([o.right for o in group])
+        rows.append([family, sum(o.needed for o in group),
+                     sum(o.needed_after_refine for o in group),
+                     int(np.concatenate([o.confidence for o in group]).size),
+                     int(shown.sum()), int(right[shown].sum())])
+    print("Work: joins a person finds by hand in the pieces, and after refine; proposals to "
+          "read in all, proposals at the default confidence and the right ones among them.\n")
+    print(markdown_table(["input", "joins by hand", "after refine", "proposals",
+                          f"at >= {DEFAULT_MIN_CONFIDENCE}", "right"], rows))
+    if fitted is not None:
+        right = np.concatenate([o.right for o in tud])
+        print(f"\ncalibration fitted on {len(right)} proposals ({int(right.sum())} right): "
+              "calibration=(" + ", ".join(f"{v:.2f}" for v in fitted) + ")")
+    print(f"\n(total {time.perf_counter() - started:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
