@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     from autotrack.cvat.task.commands import add_task_parser
 
     add_task_parser(commands)
+    from autotrack.finetune.offline import add_export_parser
+
+    add_export_parser(commands)
     return parser
 
 
@@ -215,6 +218,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from autotrack.cvat.task.commands import run_task
 
             return run_task(args, sys.stdout, sys.stderr)
+        if args.command == "export":
+            from autotrack.finetune.offline import run_export
+
+            return run_export(args)
         parser.error(f"unknown command {args.command}")
     except AutotrackError as exc:
         print(f"autotrack: error: {exc}", file=sys.stderr)

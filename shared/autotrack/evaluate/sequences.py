@@ -365,11 +365,12 @@ def _float_attr(el: ET.Element, key: str, source: str) -> float:
     return number
 
 
-def _meta(root: ET.Element, source: str) -> tuple[int | None, tuple[int, int] | None]:
-    """(frames the task or job spans, (height, width)) from ``<meta>``, where given."""
+def meta_unit(root: ET.Element, source: str) -> ET.Element | None:
+    """The ``<task>`` (or ``<job>``, or a project's one task) that ``<meta>`` describes, None
+    without one; InputError for a project of several tasks or a frame filter (not step 1)."""
     meta = root.find("meta")
     if meta is None:
-        return None, None
+        return None
     unit = meta.find("task")
     if unit is None:
         unit = meta.find("job")
@@ -380,10 +381,18 @@ def _meta(root: ET.Element, source: str) -> tuple[int | None, tuple[int, int] | 
                              "export each task on its own")
         unit = tasks[0] if tasks else None
     if unit is None:
-        return None, None
+        return None
     frame_filter = (unit.findtext("frame_filter") or "").strip()
     if frame_filter and frame_filter.replace(" ", "") not in ("step=1",):
         raise InputError(f"{source}: tasks with a frame filter ({frame_filter}) are not supported")
+    return unit
+
+
+def _meta(root: ET.Element, source: str) -> tuple[int | None, tuple[int, int] | None]:
+    """(frames the task or job spans, (height, width)) from ``<meta>``, where given."""
+    unit = meta_unit(root, source)
+    if unit is None:
+        return None, None
     num_frames = None
     stop = (unit.findtext("stop_frame") or "").strip()
     size = (unit.findtext("size") or "").strip()
@@ -553,14 +562,20 @@ def _expand_track(
     return end - 1
 
 
-def read_cvat_xml(data: bytes, *, name: str = "", source: str = "<xml>") -> SequenceData:
-    """A :class:`SequenceData` from the bytes of a CVAT for video/images 1.1 XML file."""
+def cvat_root(data: bytes, source: str) -> ET.Element:
+    """The ``<annotations>`` root of a CVAT XML document; InputError for anything else."""
     try:
         root = ET.fromstring(data)
     except ET.ParseError as exc:
         raise InputError(f"{source}: not well-formed XML ({exc})") from None
     if root.tag != "annotations":
         raise InputError(f"{source}: not a CVAT XML file (root element <{root.tag}>)")
+    return root
+
+
+def read_cvat_xml(data: bytes, *, name: str = "", source: str = "<xml>") -> SequenceData:
+    """A :class:`SequenceData` from the bytes of a CVAT for video/images 1.1 XML file."""
+    root = cvat_root(data, source)
     num_frames, image_size = _meta(root, source)
     declared_frames = num_frames
     rows = _Rows()

@@ -69,6 +69,17 @@ def add_task_parser(commands: Any) -> argparse.ArgumentParser:
 
     add_merge_arguments(merge)
     add_server_arguments(merge)
+    export = sub.add_parser(
+        "export", help="the reviewed jobs of tasks as an Ultralytics dataset",
+        description="Write an Ultralytics dataset (data.yaml, images/, labels/, manifest.json) "
+                    "from the jobs people finished: boxes as CVAT interpolates them, every "
+                    "keyframe plus a stride of frames, near-duplicates dropped, a train/val "
+                    "split by blocks of time. Only the chosen frames are downloaded; nothing "
+                    "is written to the server.")
+    from autotrack.cvat.task.export import add_export_arguments
+
+    add_export_arguments(export)
+    add_server_arguments(export)
     return task
 
 
@@ -146,4 +157,8 @@ def run_task(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         from autotrack.cvat.task.merge import run_merge
 
         return run_merge(args, out, err)
+    if args.task_command == "export":
+        from autotrack.cvat.task.export import run_export
+
+        return run_export(args, out, err)
     return run_restore(args, out, err)
