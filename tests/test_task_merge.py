@@ -1,11 +1,14 @@
 """``autotrack task merge`` (the installed entry point) against the test server's per-job model
 of CVAT (tests/cvat_server.py): pieces of one person merged across 3 jobs (overlap 5), read
-back at task level, undone, and refused when the merged track was edited or the input is bad.
+back at task level, undone, and refused when the merged track was edited or the input is bad;
+the review page written beside the proposals, its thumbnails from the task's frames.
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -23,11 +26,40 @@ from test_annotate_task import ALICE, AUTOTRACK, WRITES, Run
 SIZE = 795  # vtest.avi's frames, as 3 jobs of 300 with overlap 5
 
 
+GREY = 90
+PIECE_ENDS = (280, 290, 400, 420)  # where make_task's person pieces end and start
+
+
+def grey_jpeg() -> bytes:
+    ok, jpeg = cv2.imencode(".jpg", np.full((576, 768, 3), GREY, np.uint8))
+    assert ok
+    return jpeg.tobytes()
+
+
 @pytest.fixture(scope="module")
 def server():
-    ok, jpeg = cv2.imencode(".jpg", np.full((576, 768, 3), 90, np.uint8))
-    assert ok
-    with CvatTestServer(FrameStore([jpeg.tobytes()] * SIZE, 768, 576)) as app:
+    with CvatTestServer(FrameStore([grey_jpeg()] * SIZE, 768, 576)) as app:
+        yield app
+        assert not app.errors, app.errors[0]
+        assert not app.unknown_requests()
+
+
+@pytest.fixture(scope="module")
+def vtest_server(vtest_video):
+    """vtest.avi's frames where the person pieces end and start, grey elsewhere (decoding
+    only those: the rest of the video is grabbed past)."""
+    jpegs = [grey_jpeg()] * SIZE
+    capture = cv2.VideoCapture(str(vtest_video))
+    try:
+        for index in range(max(PIECE_ENDS) + 1):
+            assert capture.grab()
+            if index in PIECE_ENDS:
+                ok, frame = capture.retrieve()
+                assert ok
+                jpegs[index] = cv2.imencode(".jpg", frame)[1].tobytes()
+    finally:
+        capture.release()
+    with CvatTestServer(FrameStore(jpegs, 768, 576)) as app:
         yield app
         assert not app.errors, app.errors[0]
         assert not app.unknown_requests()
@@ -196,6 +228,12 @@ def test_proposals_are_printed_saved_and_applied_unless_the_task_changed(server,
     document = json.loads(proposals.read_text())
     assert document["task_id"] == task.id and document["proposals"], listed.out
     assert "merge proposals, best first" in listed.out
+    page = tmp_path / f"task{task.id}-merge-review.html"  # beside -o FILE
+    assert f"review page: {page}" in listed.out
+    text = page.read_text(encoding="utf-8")
+    assert len(thumbnails(text)) == 2 * len(document["proposals"])
+    assert f"autotrack task merge {task.id} --apply --proposals {proposals} --server-host " \
+           f"{server.url}" in text
     ids = person_ids(server, task, labels["person"])
     pairs = {(p["before"], p["after"]) for p in document["proposals"]}
     assert pairs <= {(a, b) for a in ids for b in ids if a != b}  # never the car
@@ -215,6 +253,32 @@ def test_proposals_are_printed_saved_and_applied_unless_the_task_changed(server,
     stale = run_merge(server, str(task.id), "--apply", "--proposals", str(proposals),
                       "--accept", str(first["number"]), backups=tmp_path)
     assert stale.rc == 2 and "older than the task" in stale.err, stale.err
+
+
+def thumbnails(page: str) -> list[np.ndarray]:
+    found = re.findall(r'src="data:image/jpeg;base64,([A-Za-z0-9+/=]+)"', page)
+    return [cv2.imdecode(np.frombuffer(base64.b64decode(b), np.uint8), cv2.IMREAD_COLOR)
+            for b in found]
+
+
+def test_review_page_shows_the_task_frames_and_reads_only_their_chunks(vtest_server,
+                                                                       tmp_path):
+    task, _ = make_task(vtest_server, "merge-review")
+    run = run_merge(vtest_server, str(task.id), backups=tmp_path)
+    assert run.rc == 0, run.err
+    document = json.loads((tmp_path / f"task{task.id}-merge-proposals.json").read_text())
+    page = (tmp_path / f"task{task.id}-merge-review.html").read_text(encoding="utf-8")
+    assert f"review page: {tmp_path / f'task{task.id}-merge-review.html'}" in run.out
+    shown = [int(f) for f in re.findall(r"frame (\d+)</figcaption>", page)]
+    assert shown and set(shown) <= set(PIECE_ENDS), shown
+    images = thumbnails(page)
+    assert len(images) == len(shown) == 2 * len(document["proposals"])
+    for image in images:  # vtest's street, not the grey of the frames around
+        assert image.shape == (160, 160, 3) and image.std() > 20
+    data = vtest_server.recorded(task=task, route="task_data")
+    assert {r.query["type"][0] for r in data} == {"chunk"}
+    assert sorted(int(r.query["number"][0]) for r in data) == \
+        sorted({f // task.chunk_size for f in shown})  # each needed chunk once, no other
 
 
 def _no_ids(items: list[dict[str, Any]]) -> list[dict[str, Any]]:

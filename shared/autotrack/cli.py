@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     from autotrack.cvat.task.commands import add_task_parser
 
     add_task_parser(commands)
+    from autotrack.merge.command import add_merge_parser
+
+    add_merge_parser(commands)
     from autotrack.finetune.offline import add_export_parser
 
     add_export_parser(commands)
@@ -218,6 +221,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from autotrack.cvat.task.commands import run_task
 
             return run_task(args, sys.stdout, sys.stderr)
+        if args.command == "merge":
+            from autotrack.merge.command import run_merge_file
+
+            return run_merge_file(args, sys.stdout, sys.stderr)
         if args.command == "export":
             from autotrack.finetune.offline import run_export
 

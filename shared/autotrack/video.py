@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,24 +79,51 @@ class FrameSource:
             raise InputError(f"{path}: not a readable image")
         return frame
 
+    def frames_at(self, indices: Iterable[int]) -> Iterator[tuple[int, np.ndarray]]:
+        """``(index, frame)`` for the given indices only, in increasing order (a video is
+        read once up to the last of them, the frames between grabbed, not decoded to BGR);
+        indices past the end are left out."""
+        wanted = sorted({int(i) for i in indices if int(i) >= 0})
+        if not wanted:
+            return
+        if self._images is not None:
+            for index in wanted:
+                if index < len(self._images):
+                    yield index, self._image_frame(index)
+            return
+        yield from self._video_frames(set(wanted))
+
     def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
         if self._images is not None:
-            for index, image in enumerate(self._images):
-                frame = self._read_image(image)
-                if frame.shape[:2] != (self.info.height, self.info.width):
-                    raise InputError(
-                        f"{image}: size {frame.shape[1]}x{frame.shape[0]} differs from the first "
-                        f"image's {self.info.width}x{self.info.height}")
-                yield index, frame
+            for index in range(len(self._images)):
+                yield index, self._image_frame(index)
             return
+        yield from self._video_frames(None)
+
+    def _image_frame(self, index: int) -> np.ndarray:
+        image = self._images[index]  # type: ignore[index]
+        frame = self._read_image(image)
+        if frame.shape[:2] != (self.info.height, self.info.width):
+            raise InputError(
+                f"{image}: size {frame.shape[1]}x{frame.shape[0]} differs from the first "
+                f"image's {self.info.width}x{self.info.height}")
+        return frame
+
+    def _video_frames(self, wanted: set[int] | None) -> Iterator[tuple[int, np.ndarray]]:
+        """The video's frames in order: every one (``wanted`` None) or those in ``wanted``
+        (the others grabbed past); stops at the first that cannot be decoded."""
+        last = None if wanted is None else max(wanted)
         capture = cv2.VideoCapture(str(self.path))
         try:
             index = 0
-            while True:
-                ok, frame = capture.read()
-                if not ok:
+            while last is None or index <= last:
+                if wanted is None or index in wanted:
+                    ok, frame = capture.read()
+                    if not ok:
+                        break
+                    yield index, frame
+                elif not capture.grab():
                     break
-                yield index, frame
                 index += 1
         finally:
             capture.release()

@@ -3,7 +3,8 @@ person to decide, and merge the chosen ones in CVAT without losing an annotation
 
 Without ``--apply`` or ``--join`` it only reads: it prints the proposals (best first) and
 writes them to a proposals file, which a later ``--apply --proposals FILE`` uses if the tracks
-it names have not changed since. ``--join 12,15,19`` merges the given tracks, as the UI's
+it names have not changed since, and a review page beside it (:mod:`autotrack.merge.review`,
+thumbnails from the chunks that hold the frames it shows). ``--join 12,15,19`` merges the given tracks, as the UI's
 merge (M) does but across jobs too. Every write is backed up first (the backup ``autotrack
 task restore`` takes), done job by job (:mod:`autotrack.cvat.task.merge_plan`), read back and
 checked, and logged: ``--undo LOG`` puts the pieces back and removes the merged track, and
@@ -27,7 +28,7 @@ PROPOSALS_FORMAT = "autotrack-merge-proposals"
 
 
 def add_merge_arguments(parser: argparse.ArgumentParser) -> None:
-    from autotrack.merge.proposals import DEFAULT_MIN_CONFIDENCE
+    from autotrack.merge.listing import add_choice_arguments
 
     parser.add_argument("task", nargs="?", type=int, metavar="TASK_ID",
                         help="the task (its id, as in its URL)")
@@ -41,25 +42,17 @@ def add_merge_arguments(parser: argparse.ArgumentParser) -> None:
                            "them) into one, across jobs")
     what.add_argument("--undo", metavar="LOG",
                       help="undo the merges a merge log (written by --apply or --join) lists")
-    parser.add_argument("--min-confidence", type=float, default=DEFAULT_MIN_CONFIDENCE,
-                        metavar="C", help=f"with --apply: the lowest confidence merged "
-                                          f"(default {DEFAULT_MIN_CONFIDENCE})")
-    parser.add_argument("--accept", metavar="N,N,...",
-                        help="with --apply: merge exactly these proposals (their numbers)")
+    add_choice_arguments(parser, accept="with --apply: merge exactly these proposals (their "
+                                        "numbers, as printed and on the review page)")
     parser.add_argument("--proposals", metavar="FILE",
                         help="with --apply: the proposals a run without --apply wrote (refused "
                              "if their tracks changed since); default: propose again")
-    parser.add_argument("--bridge", action="store_true",
-                        help="interpolate through the gap between two pieces (default: the "
-                             "object stays hidden there, as CVAT's merge leaves it)")
-    parser.add_argument("--trim", action="store_true",
-                        help="where two pieces are shown on the same frames, cut the shorter "
-                             "one there (default: refuse, naming the frames)")
     parser.add_argument("--dry-run", action="store_true",
                         help="say what would change in each job; write nothing")
     parser.add_argument("-o", "--output", metavar="FILE",
                         help="the proposals file (default: BACKUP_DIR/"
-                             "task<ID>-merge-proposals.json)")
+                             "task<ID>-merge-proposals.json); the review page "
+                             "task<ID>-merge-review.html goes beside it")
 
 
 @dataclass
@@ -68,21 +61,12 @@ class _Task:
 
     server: Any
     task_id: int
+    target: Any  # autotrack.cvat.task.frames.Target
     jobs: list[Any]
     labels: dict[int, str]
     defaults: dict[int, str]
     tracks: dict[int, dict[str, Any]]  # task-level read, by id
     job_reads: dict[int, dict[str, Any]]
-
-
-def _ids(text: str, what: str) -> list[int]:
-    try:
-        ids = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise InputError(f"{what} takes comma-separated numbers, got {text!r}") from None
-    if not ids:
-        raise InputError(f"{what} names nothing")
-    return ids
 
 
 def _read(server: Any, task_id: int) -> _Task:
@@ -96,7 +80,7 @@ def _read(server: Any, task_id: int) -> _Task:
     task_read = get_annotations(server, "task", task_id)
     tracks = {int(t["id"]): t for t in task_read.get("tracks") or [] if t.get("id") is not None}
     job_reads = {job.id: get_annotations(server, "job", job.id) for job in jobs}
-    return _Task(server, task_id, jobs, {label.id: label.name for label in labels},
+    return _Task(server, task_id, target, jobs, {label.id: label.name for label in labels},
                  {spec: value for label in labels
                   for spec, value in label.attribute_defaults.items()}, tracks, job_reads)
 
@@ -109,6 +93,7 @@ def _task_id(args: argparse.Namespace) -> int:
 
 def run_merge(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from autotrack.cvat.task.commands import open_server
+    from autotrack.merge.listing import parse_ids
 
     if args.undo:
         return _undo(args, out, err)
@@ -119,9 +104,9 @@ def run_merge(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
         task = _read(server, task_id)
         if args.join:
-            groups = [_ids(args.join, "--join")]
+            groups = [parse_ids(args.join, "--join")]
         else:
-            groups = _propose(task, args, out)
+            groups = _propose(task, args, out, err)
             if not args.apply:
                 return 0
         if not groups:
@@ -141,39 +126,37 @@ def _proposals_path(args: argparse.Namespace, task_id: int) -> Path:
     return Path(args.backup_dir) / f"task{task_id}-merge-proposals.json"
 
 
-def _propose(task: _Task, args: argparse.Namespace, out: TextIO) -> list[list[int]]:
-    """Print the proposals and save them; with --apply, the chains of track ids to merge."""
-    from autotrack.cvat.task.merge_plan import chains, track_digest
+def _propose(task: _Task, args: argparse.Namespace, out: TextIO,
+             err: TextIO) -> list[list[int]]:
+    """Print the proposals, save them and write their review page; with --apply, the chains
+    of track ids to merge."""
+    from autotrack.cvat.task.merge_plan import track_digest
+    from autotrack.merge.listing import chains, chosen, print_proposals
 
     if args.apply and args.proposals:
         listed = _load_proposals(Path(args.proposals), task)
     else:
-        listed = _fresh_proposals(task, args)
+        listing = _fresh_proposals(task, args)
+        listed = listing.rows
         path = _proposals_path(args, task.task_id)
         _write_json(path, {"format": PROPOSALS_FORMAT, "version": 1,
                            "server": task.server.url, "task_id": task.task_id,
                            "tracks": {str(i): track_digest(t) for i, t in task.tracks.items()},
                            "proposals": listed})
-        _print_proposals(listed, out)
+        print_proposals(listed, out)
         print(f"proposals saved to {path}; merge them with: autotrack task merge "
               f"{task.task_id} --apply --proposals {path} [--accept N,N]", file=out)
+        if not args.apply:
+            page = _write_review(task, args, listing, path, err)
+            print(f"review page: {page} (open it in a browser)", file=out)
     if not args.apply:
         return []
-    if args.accept:
-        numbers = set(_ids(args.accept, "--accept"))
-        unknown = sorted(numbers - {p["number"] for p in listed})
-        if unknown:
-            raise InputError(f"no proposal numbered {', '.join(map(str, unknown))} "
-                             f"(there are {len(listed)})")
-        chosen = [p for p in listed if p["number"] in numbers]
-    else:
-        chosen = [p for p in listed if p["confidence"] >= args.min_confidence]
-    return chains([(p["before"], p["after"]) for p in chosen])
+    return chains([(p["before"], p["after"])
+                   for p in chosen(listed, args.accept, args.min_confidence)])
 
 
-def _fresh_proposals(task: _Task, args: argparse.Namespace) -> list[dict[str, Any]]:
-    from autotrack.merge.cvat_tracks import track_boxes
-    from autotrack.merge.proposals import propose_merges
+def _fresh_proposals(task: _Task, args: argparse.Namespace) -> Any:
+    from autotrack.merge.listing import list_proposals
 
     tracks = task.tracks
     if args.job is not None:
@@ -181,18 +164,42 @@ def _fresh_proposals(task: _Task, args: argparse.Namespace) -> list[dict[str, An
         if job is None:
             raise InputError(f"job {args.job} is not a job of task {task.task_id}")
         tracks = {i: t for i, t in tracks.items() if _span_inside(t, job.start, job.stop)}
-    boxes = [track_boxes(t, i, int(t["label_id"])) for i, t in sorted(tracks.items())
-             if _joinable(t)]
-    proposals = propose_merges([b for b in boxes if len(b.frames)])
-    return [{"number": n, "before": p.before, "after": p.after,
-             "label": task.labels.get(p.class_id, str(p.class_id)), "gap": p.gap,
-             "confidence": round(float(p.confidence), 3), "reason": p.reason}
-            for n, p in enumerate(proposals, 1)]
+    return list_proposals(tracks, task.labels)
 
 
-def _joinable(track: Mapping[str, Any]) -> bool:
-    types = {s.get("type") for s in track.get("shapes") or []}
-    return len(types) == 1 and types.pop() not in ("mask", "skeleton")
+def _write_review(task: _Task, args: argparse.Namespace, listing: Any, proposals: Path,
+                  err: TextIO) -> Path:
+    """The review page beside the proposals file, its thumbnails from the task's frames
+    (only the chunks that hold a frame it shows are downloaded)."""
+    import shlex
+
+    from autotrack.cvat.task.commands import DEFAULT_BACKUP_DIR
+    from autotrack.cvat.task.frames import TaskFrames
+    from autotrack.files import write_atomically
+    from autotrack.merge.review import forward_frames, needed_frames, review_page
+
+    target = task.target
+    frames = [f for f in needed_frames(listing.rows, listing.pieces)
+              if target.first_frame <= f <= target.last_frame
+              and f not in target.deleted_frames]
+    words = ["autotrack", "task", "merge", str(task.task_id), "--apply", "--proposals",
+             str(proposals), "--server-host", task.server.url]
+    if args.backup_dir != DEFAULT_BACKUP_DIR:
+        words += ["--backup-dir", str(args.backup_dir)]
+    stream = iter(TaskFrames(task.server, target, frames,
+                             warn=lambda line: print(f"warning: {line}", file=err))) \
+        if frames else iter(())
+    try:
+        page = review_page(listing.rows, listing.pieces, forward_frames(stream),
+                           title=f"task {task.task_id} {target.name!r} on {task.server.url}",
+                           command=shlex.join(words), min_confidence=args.min_confidence,
+                           rest=f"all of them are in {proposals}")
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
+    return write_atomically(proposals.with_name(f"task{task.task_id}-merge-review.html"),
+                            page.encode("utf-8"))
 
 
 def _span_inside(track: Mapping[str, Any], start: int, stop: int) -> bool:
@@ -200,18 +207,6 @@ def _span_inside(track: Mapping[str, Any], start: int, stop: int) -> bool:
 
     span = shown_span(track)
     return span is not None and span[0] <= stop and span[1] >= start
-
-
-def _print_proposals(listed: Sequence[Mapping[str, Any]], out: TextIO) -> None:
-    if not listed:
-        print("no merge proposals: no track seems to continue another", file=out)
-        return
-    print(f"{len(listed)} merge proposals, best first:", file=out)
-    print(f"{'#':>3}  {'tracks':>13}  {'label':<12} {'gap':>5}  {'conf':>5}  reason", file=out)
-    for p in listed:
-        pair = f"{p['before']} -> {p['after']}"
-        print(f"{p['number']:>3}  {pair:>13}  {str(p['label'])[:12]:<12} {p['gap']:>5}  "
-              f"{p['confidence']:>5.2f}  {p['reason']}", file=out)
 
 
 def _load_proposals(path: Path, task: _Task) -> list[dict[str, Any]]:
@@ -396,13 +391,9 @@ def _log_path(folder: str | os.PathLike[str], task_id: int) -> Path:
 
 
 def _write_json(path: Path, document: Any) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(path.name + ".tmp")
-        temporary.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
-        os.replace(temporary, path)
-    except OSError as exc:
-        raise InputError(f"cannot write {path}: {exc.strerror}") from None
+    from autotrack.files import write_atomically
+
+    write_atomically(path, (json.dumps(document, indent=1) + "\n").encode("utf-8"))
 
 
 def _load_log(path: Path) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from autotrack.cvat.task.jobs import Job
 from autotrack.cvat.task.slicing import slice_track
 from autotrack.errors import InputError
 from autotrack.merge.cvat_tracks import JoinReport, frame_of, join_tracks, shape_at
+from autotrack.merge.listing import chains
 
 POINT_TOLERANCE = 0.5  # pixels: a job piece's keyframe and the task-level track's agree
 
@@ -109,27 +110,6 @@ def plan_merge(task_tracks: Mapping[int, Mapping[str, Any]], track_ids: Sequence
         raise InputError(f"track {', '.join(map(str, lost))}: no job holds a piece of it as the "
                          "task shows it (was the task edited meanwhile?); nothing written")
     return MergePlan(tuple(track_ids), merged, report, tuple(changes))
-
-
-def chains(pairs: Sequence[tuple[int, int]]) -> list[list[int]]:
-    """Accepted (before, after) links as chains of track ids in time order; a piece in two
-    links of one side (two successors) is refused."""
-    successor: dict[int, int] = {}
-    predecessor: dict[int, int] = {}
-    for before, after in pairs:
-        for table, key, value, side in ((successor, before, after, "followed"),
-                                        (predecessor, after, before, "preceded")):
-            if table.get(key, value) != value:
-                raise InputError(f"track {key} would be {side} by both track {table[key]} and "
-                                 f"track {value}; accept one of the two proposals")
-            table[key] = value
-    out = []
-    for start in sorted(set(successor) - set(predecessor)):
-        chain = [start]
-        while chain[-1] in successor:
-            chain.append(successor[chain[-1]])
-        out.append(chain)
-    return out
 
 
 def one_shape_per_frame(track: Mapping[str, Any]) -> dict[str, Any]:
