@@ -1,6 +1,7 @@
 """The dataset step of the fine-tuning loop (autotrack.finetune.dataset) and its offline door
-(``autotrack export``): boxes as CVAT interpolates them, frame choice, near-duplicates, the
-split by time blocks, exact YOLO labels, and an atomic write."""
+(``autotrack export``, on autotrack.cvat_xml and FrameSource.frames_at): boxes as CVAT
+interpolates them, frame choice, near-duplicates, the split by time blocks, exact YOLO labels,
+and an atomic write."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 
 from autotrack.cli import main
+from autotrack.cvat_xml import meta_unit, parse_cvat_xml
 from autotrack.errors import InputError
 from autotrack.finetune import dataset as ds
 from autotrack.finetune.dataset import (
@@ -31,6 +33,7 @@ from autotrack.finetune.dataset import (
     yolo_lines,
 )
 from autotrack.merge.cvat_tracks import shape_at
+from autotrack.video import FrameSource
 
 
 def rect(frame: int, box: list[float], outside: bool = False, **extra: Any) -> dict[str, Any]:
@@ -310,3 +313,45 @@ def test_export_errors_are_one_line(tmp_path: Path, capsys, vtest_video: Path):
     (tmp_path / "out").mkdir()
     rc, err = export(tmp_path, capsys, vtest_video)
     assert rc == 2 and "already exists" in err
+
+
+def test_the_shared_xml_reader_gives_what_cvat_imports():
+    """autotrack.cvat_xml (also autotrack merge's reader): a mask track becomes its first
+    keyframe as a visible shape with the mask's pixel box, <image> shapes and tags land on
+    their frame, labels keep their <meta> type, an immutable attribute is the track's."""
+    xml = b"""<annotations><meta><task><size>50</size><start_frame>7</start_frame>
+<labels><label><name>person</name><type>rectangle</type><attributes><attribute>
+<name>role</name><mutable>False</mutable></attribute></attributes></label>
+<label><name>blob</name><type>mask</type></label></labels></task></meta>
+<track id="4" label="person"><box frame="9" outside="0" xtl="1" ytl="2" xbr="3" ybr="4">
+<attribute name="role">guard</attribute></box>
+<box frame="3" outside="1" xtl="1" ytl="2" xbr="3" ybr="4"/></track>
+<track id="5" label="blob"><mask frame="6" outside="1" rle="1, 2" left="10" top="20" width="5"
+ height="2"/><mask frame="8" outside="0" rle="3" left="0" top="0" width="3" height="1"/></track>
+<image id="12" name="frame_000019"><polygon label="tree" points="0,0;4,0;4,9"/>
+<tag label="blob"/></image></annotations>"""
+    doc = parse_cvat_xml(xml)
+    assert doc.label_list() == [("person", "rectangle"), ("blob", "mask"), ("tree", "any")]
+    assert (doc.start_frame, doc.frame_count) == (7, 50)
+    data = doc.annotations()
+    (track,) = data["tracks"]
+    assert [s["frame"] for s in track["shapes"]] == [3, 9]  # sorted by frame
+    assert track["attributes"] == [{"spec_id": 1, "value": "guard"}] and track["id"] == 4
+    mask, polygon = sorted(data["shapes"], key=lambda s: s["type"])
+    assert (mask["frame"], mask["points"], mask["outside"]) == (6, [10, 20, 14, 21], False)
+    assert shape_box(mask) == (10, 20, 15, 22) and mask["label_id"] == 2
+    assert (polygon["frame"], polygon["label_id"]) == (12, 3)
+    assert data["tags"] == [{"frame": 12, "label_id": 2, "group": 0, "source": "manual",
+                             "attributes": []}]
+    with pytest.raises(InputError, match="frame filter"):
+        meta_unit(parse_cvat_xml(xml.replace(b"<size>", b"<frame_filter>step=2</frame_filter>"
+                                             b"<size>")).root, "x.xml")
+
+
+def test_frames_at_strict_names_the_first_frame_a_folder_lacks(tmp_path: Path):
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"f{i}.png"), image_of(i))
+    source = FrameSource(tmp_path)
+    assert [i for i, _ in source.frames_at([2, 0, 5])] == [0, 2]  # lenient: left out
+    with pytest.raises(InputError, match="frame 5 is not there \\(the folder holds 3 frames\\)"):
+        list(source.frames_at([2, 0, 5, 9], strict=True))

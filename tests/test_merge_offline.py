@@ -1,4 +1,5 @@
-"""``autotrack merge`` on CVAT for video 1.1 XML (autotrack.merge.command, .cvat_xml, .review):
+"""``autotrack merge`` on CVAT for video 1.1 XML (autotrack.merge.command and .review, read and
+written by autotrack.cvat_xml):
 pieces of one person merged with every other element unchanged, the result read by the model
 of CVAT's importer (tests/cvat_xml.py), conflicts and bad input refused in one line with
 nothing written, and the review page with thumbnails from vtest.avi.
@@ -23,7 +24,7 @@ import pytest
 
 from autotrack.cli import main
 from autotrack.merge.cvat_tracks import shape_at, shown_runs
-from autotrack.merge.cvat_xml import parse_cvat_xml, read_cvat_xml
+from autotrack.cvat_xml import parse_cvat_xml, read_cvat_xml
 from autotrack.merge.review import MAX_SHOWN, review_page
 from cvat_xml import load_cvat_xml
 
@@ -126,8 +127,8 @@ FIXTURE_BYTES = FIXTURE.read_bytes()
 
 
 @pytest.mark.parametrize("case, words", [
-    ("not-xml", "not XML"),
-    ("root", "its root is <root>"),
+    ("not-xml", "not well-formed XML"),
+    ("root", "not a CVAT XML file (its root is <root>"),
     ("entity", "declares entities"),
     ("number", "is not a number"),
     ("no-id", "a <track> has no id"),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,10 +79,12 @@ class FrameSource:
             raise InputError(f"{path}: not a readable image")
         return frame
 
-    def frames_at(self, indices: Iterable[int]) -> Iterator[tuple[int, np.ndarray]]:
+    def frames_at(self, indices: Iterable[int], *, strict: bool = False
+                  ) -> Iterator[tuple[int, np.ndarray]]:
         """``(index, frame)`` for the given indices only, in increasing order (a video is
-        read once up to the last of them, the frames between grabbed, not decoded to BGR);
-        indices past the end are left out."""
+        read once up to the last of them, the frames between grabbed, not decoded to BGR).
+        Indices past the end (or past a frame that cannot be decoded) are left out, or with
+        ``strict`` are an InputError naming the first of them."""
         wanted = sorted({int(i) for i in indices if int(i) >= 0})
         if not wanted:
             return
@@ -90,8 +92,15 @@ class FrameSource:
             for index in wanted:
                 if index < len(self._images):
                     yield index, self._image_frame(index)
+                elif strict:
+                    raise InputError(f"{self.path}: frame {index} is not there (the folder "
+                                     f"holds {len(self._images)} frames)")
             return
-        yield from self._video_frames(set(wanted))
+        decoded = yield from self._video_frames(set(wanted))
+        if strict and wanted[-1] >= decoded:
+            missing = next(i for i in wanted if i >= decoded)
+            raise InputError(f"{self.path}: frame {missing} cannot be decoded (the video ends "
+                             f"after {decoded} frames)")
 
     def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
         if self._images is not None:
@@ -109,9 +118,11 @@ class FrameSource:
                 f"image's {self.info.width}x{self.info.height}")
         return frame
 
-    def _video_frames(self, wanted: set[int] | None) -> Iterator[tuple[int, np.ndarray]]:
+    def _video_frames(self, wanted: set[int] | None
+                      ) -> Generator[tuple[int, np.ndarray], None, int]:
         """The video's frames in order: every one (``wanted`` None) or those in ``wanted``
-        (the others grabbed past); stops at the first that cannot be decoded."""
+        (the others grabbed past); stops at the first that cannot be decoded. Returns the
+        number of frames passed (read or grabbed)."""
         last = None if wanted is None else max(wanted)
         capture = cv2.VideoCapture(str(self.path))
         try:
@@ -127,6 +138,7 @@ class FrameSource:
                 index += 1
         finally:
             capture.release()
+        return index
 
 
 def _natural_key(path: Path) -> tuple:

@@ -57,6 +57,7 @@ from pathlib import Path
 
 import numpy as np
 
+from autotrack.cvat_xml import cvat_root, meta_unit
 from autotrack.errors import InputError
 from autotrack.keyframes import Keyframe, interpolate
 from autotrack.masks import decode_cvat_mask, polygons_to_masks
@@ -365,29 +366,6 @@ def _float_attr(el: ET.Element, key: str, source: str) -> float:
     return number
 
 
-def meta_unit(root: ET.Element, source: str) -> ET.Element | None:
-    """The ``<task>`` (or ``<job>``, or a project's one task) that ``<meta>`` describes, None
-    without one; InputError for a project of several tasks or a frame filter (not step 1)."""
-    meta = root.find("meta")
-    if meta is None:
-        return None
-    unit = meta.find("task")
-    if unit is None:
-        unit = meta.find("job")
-    if unit is None and meta.find("project") is not None:
-        tasks = meta.findall("project/tasks/task")
-        if len(tasks) > 1:
-            raise InputError(f"{source}: a project export with {len(tasks)} tasks; "
-                             "export each task on its own")
-        unit = tasks[0] if tasks else None
-    if unit is None:
-        return None
-    frame_filter = (unit.findtext("frame_filter") or "").strip()
-    if frame_filter and frame_filter.replace(" ", "") not in ("step=1",):
-        raise InputError(f"{source}: tasks with a frame filter ({frame_filter}) are not supported")
-    return unit
-
-
 def _meta(root: ET.Element, source: str) -> tuple[int | None, tuple[int, int] | None]:
     """(frames the task or job spans, (height, width)) from ``<meta>``, where given."""
     unit = meta_unit(root, source)
@@ -560,17 +538,6 @@ def _expand_track(
         for f in range(frame, min(stop, end)):
             rows.add(f, track_id, box, mask)
     return end - 1
-
-
-def cvat_root(data: bytes, source: str) -> ET.Element:
-    """The ``<annotations>`` root of a CVAT XML document; InputError for anything else."""
-    try:
-        root = ET.fromstring(data)
-    except ET.ParseError as exc:
-        raise InputError(f"{source}: not well-formed XML ({exc})") from None
-    if root.tag != "annotations":
-        raise InputError(f"{source}: not a CVAT XML file (root element <{root.tag}>)")
-    return root
 
 
 def read_cvat_xml(data: bytes, *, name: str = "", source: str = "<xml>") -> SequenceData:

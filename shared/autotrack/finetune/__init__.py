@@ -3,8 +3,9 @@
 * :mod:`autotrack.finetune.dataset`: an Ultralytics dataset from CVAT annotations (boxes per
   frame as CVAT interpolates them, frame choice, a train/val split by time blocks, an atomic
   write of ``data.yaml``, ``images/``, ``labels/`` and ``manifest.json``);
-* :mod:`autotrack.finetune.xml_tracks`: CVAT for video 1.1 XML read into CVAT's JSON form;
-* :mod:`autotrack.finetune.offline`: ``autotrack export`` (XML plus its video, no server).
+* :mod:`autotrack.finetune.offline`: ``autotrack export`` (XML plus its video, no server),
+  which reads the XML with :mod:`autotrack.cvat_xml` (the reader ``autotrack merge`` uses)
+  and the frames with :meth:`autotrack.video.FrameSource.frames_at`.
 
 The task door, ``autotrack task export``, is :mod:`autotrack.cvat.task.export`.
 """

@@ -1,9 +1,14 @@
 """``autotrack export``: an Ultralytics dataset from CVAT for video 1.1 XML and its video.
 
 The offline door of the dataset step: no server and no ``cvat`` extra. The XML is read as
-CVAT's importer reads it (:mod:`autotrack.finetune.xml_tracks`) and the whole task counts as
-reviewed (an XML file does not say which jobs people finished). Frames come from the video
-(or a folder of frames): the chosen ones are decoded, the others only skipped over.
+CVAT's importer reads it (:func:`autotrack.cvat_xml.read_cvat_xml`, the reader ``autotrack
+merge`` uses; :meth:`~autotrack.cvat_xml.CvatXml.annotations` is what a task holds after
+the upload) and the whole task counts as reviewed (an XML file does not say which jobs people
+finished). XML frame ``f`` is the video's frame ``start_frame + f`` (``<meta>``), so a frame
+filter or a project of several tasks is refused (:func:`autotrack.cvat_xml.meta_unit`).
+Frames come from the video (or a folder of frames) through
+:meth:`autotrack.video.FrameSource.frames_at`: the chosen ones are decoded, the others only
+skipped over, and one the video does not have is an error.
 """
 
 from __future__ import annotations
@@ -15,7 +20,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from autotrack.errors import InputError
@@ -48,42 +52,6 @@ def add_export_parser(commands: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def video_frames(path: str | Path, frames: Sequence[int], offset: int = 0
-                 ) -> Iterator[tuple[int, np.ndarray]]:
-    """``(frame, image)`` for ``frames`` (ascending) of a video file or frame folder; frame
-    ``f`` is the source's frame ``offset + f``. InputError where one cannot be decoded."""
-    path = Path(path)
-    source = FrameSource(path)  # checks that it exists and is readable
-    if path.is_dir():
-        wanted = {offset + f: f for f in frames}
-        for index, image in source:
-            if index in wanted:
-                yield wanted.pop(index), image
-            if not wanted:
-                return
-        if wanted:
-            raise InputError(f"{path}: frame {min(wanted.values())} is not there (the folder "
-                             f"holds {source.info.frame_count} frames)")
-        return
-    capture = cv2.VideoCapture(str(path))
-    try:
-        position = 0
-        for frame in frames:
-            while position < offset + frame:
-                if not capture.grab():
-                    raise InputError(f"{path}: frame {frame} cannot be decoded (the video ends "
-                                     f"after {position} frames)")
-                position += 1
-            ok, image = capture.read()
-            if not ok or image is None:
-                raise InputError(f"{path}: frame {frame} cannot be decoded (the video ends "
-                                 f"after {position} frames)")
-            position += 1
-            yield frame, image
-    finally:
-        capture.release()
-
-
 def _key(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_") or "video"
 
@@ -91,28 +59,33 @@ def _key(text: str) -> str:
 def run_export(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from autotrack.finetune.xml_tracks import read_cvat_xml
+    from autotrack.cvat_xml import meta_unit, read_cvat_xml
 
     options = DatasetOptions.from_args(args)
     xml = read_cvat_xml(args.annotations)
+    meta_unit(xml.root, str(args.annotations))  # XML frames must be the video's frames
     video = FrameSource(args.video)
     info = video.info
     if xml.width and xml.height and (xml.width, xml.height) != (info.width, info.height):
         raise InputError(f"{args.annotations} is for {xml.width}x{xml.height} frames, but "
                          f"{args.video} has {info.width}x{info.height} frames")
-    size = xml.size if xml.size is not None else info.frame_count - xml.start_frame
+    start = xml.start_frame
+    size = xml.frame_count if xml.frame_count is not None else info.frame_count - start
     if size < 1:
         raise InputError(f"{args.annotations}: the task has no frames")
-    names = class_names([xml.labels], options.classes)
+    names = class_names([xml.label_list()], options.classes)
     source = Source(name=Path(args.annotations).name, key=_key(Path(args.video).stem),
-                    labels=xml.label_names(),
-                    pieces=[Piece(Path(args.annotations).name, 0, size - 1, xml.annotations)],
+                    labels=xml.labels,
+                    pieces=[Piece(Path(args.annotations).name, 0, size - 1, xml.annotations())],
                     about={"annotations": str(Path(args.annotations).resolve()),
-                           "video": str(Path(args.video).resolve()),
-                           "start_frame": xml.start_frame})
-    reader = {source.key: lambda frames: video_frames(args.video, frames, xml.start_frame)}
+                           "video": str(Path(args.video).resolve()), "start_frame": start})
+
+    def read(frames: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
+        for index, image in video.frames_at([start + f for f in frames], strict=True):
+            yield index - start, image
+
     with tqdm(unit="frame", disable=args.quiet or None, desc="export", file=sys.stderr) as bar:
-        result = build_dataset([source], reader, names, options, args.output,
+        result = build_dataset([source], {source.key: read}, names, options, args.output,
                                on_frame=bar.update)
     print(result.summary(), file=sys.stderr)
     return 0

@@ -3,7 +3,7 @@
 The same proposals (:mod:`autotrack.merge.listing`) and the same join
 (:func:`autotrack.merge.cvat_tracks.join_tracks`) as ``autotrack task merge``, on a file
 CVAT exported (or ``autotrack annotate`` wrote), written to a new file with every other
-element as it was (:mod:`autotrack.merge.cvat_xml`):
+element as it was (:mod:`autotrack.cvat_xml`):
 
 * ``autotrack merge IN.xml [--video V]`` prints the proposals, numbered, best first, and writes
   the review page (:mod:`autotrack.merge.review`; thumbnails from ``--video``);
@@ -81,7 +81,7 @@ def _source(args: argparse.Namespace, doc: Any) -> Any:
 def _joined(doc: Any, ids: Sequence[int], args: argparse.Namespace
             ) -> tuple[list[int], dict[str, Any], Any]:
     from autotrack.merge.cvat_tracks import join_tracks, shown_span
-    from autotrack.merge.cvat_xml import READ_TYPES
+    from autotrack.cvat_xml import READ_TYPES
 
     missing = [i for i in ids if i not in doc.tracks]
     if missing:
@@ -143,7 +143,7 @@ def _same_settings(args: argparse.Namespace) -> list[str]:
 def run_merge_file(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """``autotrack merge``: see the module docstring."""
     from autotrack.files import write_atomically
-    from autotrack.merge.cvat_xml import merged_xml, read_cvat_xml
+    from autotrack.cvat_xml import merged_xml, read_cvat_xml
     from autotrack.merge.listing import (
         chains,
         chosen,
