@@ -51,6 +51,13 @@ def edit_array_field(envelope: dict, key: str, fn) -> None:
     _edit_array_object(envelope["payload"][key], fn)
 
 
+def ndarray_spec(values, dtype: str = "<f8") -> dict:
+    """A state payload's array object (the codec's typed base64 form) holding ``values``."""
+    array = np.asarray(values, dtype=dtype)
+    return {"__ndarray__": {"dtype": array.dtype.str, "shape": list(array.shape),
+                            "data": base64.b64encode(array.tobytes()).decode()}}
+
+
 def _edit_array_object(value: dict, fn) -> None:
     spec = value["__ndarray__"]
     array = np.frombuffer(base64.b64decode(spec["data"]),

@@ -27,6 +27,22 @@ class MultiObjectTracker(Protocol):
 
 
 ConfigT = TypeVar("ConfigT")
+
+
+def check_fractions(config: object, names: tuple[str, ...]) -> None:
+    """ValueError unless each named field of ``config`` lies in [0, 1]."""
+    for name in names:
+        value = getattr(config, name)
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} must lie in [0, 1], got {value}")
+
+
+def check_buffer(config: object) -> None:
+    """ValueError unless ``track_buffer`` and ``frame_rate`` are in the trackers' ranges."""
+    if not 0 <= config.track_buffer <= 100_000:
+        raise ValueError(f"track_buffer must lie in [0, 100000], got {config.track_buffer}")
+    if not 0.0 < config.frame_rate <= 1000.0:
+        raise ValueError(f"frame_rate must lie in (0, 1000], got {config.frame_rate}")
 _SCALAR_TYPES = {"float": float, "int": int, "bool": bool, "str": str}
 
 

@@ -27,7 +27,7 @@ from autotrack.errors import StateError
 from autotrack.geometry import iou_matrix, xyah_to_xyxy, xyxy_to_xyah
 from autotrack.kalman import STATE_SIZE, KalmanFilterXYAH, covariance_is_valid
 from autotrack.state import PayloadReader, decode_state, encode_state
-from autotrack.trackers.base import config_from_dict
+from autotrack.trackers.base import check_buffer, check_fractions, config_from_dict
 
 STATE_KIND = "bytetrack"
 STATE_VERSION = 1
@@ -63,18 +63,12 @@ class ByteTrackConfig:
     report_detection_boxes: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("track_high_thresh", "track_low_thresh", "new_track_thresh",
-                     "match_thresh", "second_match_thresh", "unconfirmed_match_thresh",
-                     "duplicate_iou"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must lie in [0, 1], got {value}")
+        check_fractions(self, ("track_high_thresh", "track_low_thresh", "new_track_thresh",
+                               "match_thresh", "second_match_thresh",
+                               "unconfirmed_match_thresh", "duplicate_iou"))
         if self.track_low_thresh > self.track_high_thresh:
             raise ValueError("track_low_thresh must not exceed track_high_thresh")
-        if not 0 <= self.track_buffer <= 100_000:
-            raise ValueError(f"track_buffer must lie in [0, 100000], got {self.track_buffer}")
-        if not 0.0 < self.frame_rate <= 1000.0:
-            raise ValueError(f"frame_rate must lie in (0, 1000], got {self.frame_rate}")
+        check_buffer(self)
 
     @property
     def max_time_lost(self) -> int:
