@@ -28,6 +28,7 @@ EXPECTED = {
                    rf"{FLOAT} ± {FLOAT} \|",
     "crossing_scenes": r"^TUD-Campus seed 0 frame 0: \d+ people pasted, 768x576, pool of \d+ "
                        r"crops; preview written and removed \(--quick\)$",
+    "finetune": rf"^\| +1 \| +{FLOAT} \| +{FLOAT} \|$",
     "merge": rf"^\| made pieces +\| +1 \| +0\.90 \| +\d+ \| +\d+ \| +\d+ \| +(?:{FLOAT}|-) \|",
     "quality": rf"^\| TUD-Campus · rendered, YOLOX-Nano +\| ours ByteTrack: annotate +\| +1 \| "
                rf"+{FLOAT} \|",

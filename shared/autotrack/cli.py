@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     from autotrack.evaluate.cli import add_eval_parser
 
     add_eval_parser(commands)
-    from autotrack.cvat.task.commands import add_task_parser
+    from autotrack.cvat.task.commands import add_server_arguments, add_task_parser
 
     add_task_parser(commands)
     from autotrack.merge.command import add_merge_parser
@@ -76,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     from autotrack.finetune.offline import add_export_parser
 
     add_export_parser(commands)
+    from autotrack.finetune.command import add_finetune_parser
+    from autotrack.models_command import add_models_parser
+
+    add_server_arguments(add_finetune_parser(commands))
+    add_models_parser(commands)
     return parser
 
 
@@ -207,36 +212,63 @@ def annotate_masks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _finetune(args: argparse.Namespace) -> int:
+    """``autotrack finetune``, lent the doors it runs through (it imports none itself)."""
+    from autotrack.cvat.deploy.nuclio import main as deploy_nuclio
+    from autotrack.finetune.command import Doors, run_finetune
+
+    def run_command(argv: list[str]) -> int:
+        parser = build_parser()
+        try:
+            inner = parser.parse_args(argv)
+        except SystemExit as exc:
+            raise InputError(f"autotrack {' '.join(argv[:2])} refused its options (above)"
+                             ) from exc
+        return _run(parser, inner)
+
+    return run_finetune(args, sys.stdout, sys.stderr, Doors(run_command, deploy_nuclio))
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if args.command == "annotate":
+        return annotate(args)
+    if args.command == "eval":
+        from autotrack.evaluate.cli import run_eval
+
+        return run_eval(args)
+    if args.command == "task":
+        from autotrack.cvat.task.commands import run_task
+
+        return run_task(args, sys.stdout, sys.stderr)
+    if args.command == "merge":
+        from autotrack.merge.command import run_merge_file
+
+        return run_merge_file(args, sys.stdout, sys.stderr)
+    if args.command == "export":
+        from autotrack.finetune.offline import run_export
+
+        return run_export(args)
+    if args.command == "finetune":
+        return _finetune(args)
+    if args.command == "models":
+        from autotrack.models_command import run_models
+
+        return run_models(args, sys.stdout, sys.stderr)
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        if args.command == "annotate":
-            return annotate(args)
-        if args.command == "eval":
-            from autotrack.evaluate.cli import run_eval
-
-            return run_eval(args)
-        if args.command == "task":
-            from autotrack.cvat.task.commands import run_task
-
-            return run_task(args, sys.stdout, sys.stderr)
-        if args.command == "merge":
-            from autotrack.merge.command import run_merge_file
-
-            return run_merge_file(args, sys.stdout, sys.stderr)
-        if args.command == "export":
-            from autotrack.finetune.offline import run_export
-
-            return run_export(args)
-        parser.error(f"unknown command {args.command}")
+        return _run(parser, args)
     except AutotrackError as exc:
         print(f"autotrack: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("autotrack: interrupted", file=sys.stderr)
         return 130
-    return 0
 
 
 if __name__ == "__main__":

@@ -4,12 +4,20 @@ Weights are never bundled. A name resolves against the folders in AUTOTRACK_MODE
 cache); a missing file is downloaded into the first folder unless AUTOTRACK_OFFLINE=1, written to
 a temporary file and renamed only after its sha256 matches, so a half or tampered download can
 never be picked up later.
+
+Models a user publishes (``autotrack finetune``: ``street-r1``, ``street-r2``, ...) are entries
+in those folders: ``NAME.model.json`` beside the files it names, written last, so a folder
+holds an entry only once its files are complete. :func:`find_spec` finds them by name, and a
+family name (``street``) means its newest round; their files are checked against the entry's
+sha256 when they are resolved.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import re
 import tempfile
 import urllib.request
 from collections.abc import Mapping
@@ -35,6 +43,12 @@ class ModelSpec:
     license: str
     source: str  # human-readable origin
     kind: str  # "detector", "reid", "sot", ...
+    folder: Path | None = None  # a published model: the folder holding its entry and files
+    imgsz: int | None = None  # a published model: the image size it was trained at
+
+    @property
+    def published(self) -> bool:
+        return self.folder is not None
 
 
 def _specs(*specs: ModelSpec) -> dict[str, ModelSpec]:
@@ -124,13 +138,99 @@ def downloads_allowed() -> bool:
 
 
 def find_spec(name: str, registry: Mapping[str, ModelSpec] | None = None) -> ModelSpec | None:
-    """The registry entry whose name or local file name is `name` (case-insensitive)."""
-    registry = REGISTRY if registry is None else registry
+    """The registry entry whose name or local file name is `name` (case-insensitive); without
+    a `registry`, also the published models in the model folders (a family name: its newest
+    round)."""
     key = name.strip().lower()
-    for spec in registry.values():
+    for spec in (REGISTRY if registry is None else registry).values():
         if key in (spec.name.lower(), spec.filename.lower()):
             return spec
-    return None
+    if registry is not None or not ENTRY_NAME_RE.fullmatch(key):
+        return None
+    published = published_models()
+    if key in published:
+        return published[key]
+    rounds = [spec for spec in published.values() if family_of(spec.name) == key]
+    return max(rounds, key=lambda spec: round_of(spec.name)) if rounds else None
+
+
+# --- published models -------------------------------------------------------------------------
+
+ENTRY_SUFFIX = ".model.json"
+ENTRY_FORMAT = "autotrack-model/1"
+ENTRY_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
+_ROUND_RE = re.compile(r"(.+)-r([1-9][0-9]*)")
+
+
+def family_of(name: str) -> str:
+    """``street`` for ``street-r2`` (a name without a round is its own family)."""
+    found = _ROUND_RE.fullmatch(name)
+    return found.group(1) if found else name
+
+
+def round_of(name: str) -> int:
+    """2 for ``street-r2``; 0 for a name without a round."""
+    found = _ROUND_RE.fullmatch(name)
+    return int(found.group(2)) if found else 0
+
+
+def read_entry(path: str | Path) -> dict:
+    """A published model's entry (``NAME.model.json``); ValueError when it is not one."""
+    path = Path(path)
+    try:
+        entry = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: not a readable model entry ({_one_line(exc)})") from None
+    if not isinstance(entry, dict) or entry.get("format") != ENTRY_FORMAT:
+        raise ValueError(f"{path}: not a model entry of format {ENTRY_FORMAT}")
+    files = entry.get("files")
+    if not isinstance(files, dict) or not isinstance(files.get("pt"), dict) or \
+            entry.get("name") != path.name[: -len(ENTRY_SUFFIX)]:
+        raise ValueError(f"{path}: the entry has no name matching its file or no weights")
+    return entry
+
+
+def spec_of_entry(entry: Mapping, folder: Path) -> ModelSpec:
+    weights = entry["files"]["pt"]
+    imgsz = entry.get("imgsz")
+    return ModelSpec(
+        name=str(entry["name"]), filename=str(weights["file"]), url="",
+        sha256=str(weights["sha256"]), license=str(entry.get("license", "")),
+        source=str(entry.get("source", "")), kind=str(entry.get("kind", "detector")),
+        folder=folder, imgsz=int(imgsz) if isinstance(imgsz, int) else None)
+
+
+def published_models(dirs: list[Path] | None = None) -> dict[str, ModelSpec]:
+    """Name -> spec of every model entry in the model folders (the first folder wins a name);
+    entries that cannot be read are left out (:func:`published_problems` lists them)."""
+    found: dict[str, ModelSpec] = {}
+    for folder in model_dirs() if dirs is None else dirs:
+        for path in sorted(_entries(folder)):
+            try:
+                spec = spec_of_entry(read_entry(path), folder)
+            except (ValueError, KeyError, TypeError):
+                continue
+            found.setdefault(spec.name.lower(), spec)
+    return found
+
+
+def published_problems(dirs: list[Path] | None = None) -> list[str]:
+    problems = []
+    for folder in model_dirs() if dirs is None else dirs:
+        for path in sorted(_entries(folder)):
+            try:
+                spec_of_entry(read_entry(path), folder)
+            except (ValueError, KeyError, TypeError) as exc:
+                problems.append(_one_line(exc))
+    return problems
+
+
+def _entries(folder: Path) -> list[Path]:
+    try:
+        return [p for p in folder.iterdir()
+                if p.name.endswith(ENTRY_SUFFIX) and not p.name.startswith(".")]
+    except OSError:  # a folder that does not exist (yet) holds no entries
+        return []
 
 
 def sha256_of(path: str | Path) -> str:
@@ -161,6 +261,8 @@ def resolve_model(
         return Path(text).expanduser()
     dirs = model_dirs()
     spec = find_spec(text, registry)
+    if spec is not None and spec.folder is not None:
+        return _published_file(spec)
     filename = spec.filename if spec else Path(text).name
     for folder in dirs:
         candidate = folder / filename
@@ -221,6 +323,19 @@ def download(
             "set AUTOTRACK_MODELS to a folder that holds it"
         ) from exc
     return target
+
+
+def _published_file(spec: ModelSpec) -> Path:
+    """A published model's weights, checked against its entry's sha256."""
+    assert spec.folder is not None
+    path = spec.folder / spec.filename
+    if not path.is_file():
+        raise ModelNotFoundError(f"model {spec.name!r}: its entry in {spec.folder} names "
+                                 f"{spec.filename}, which is not there")
+    if not verify_sha256(path, spec.sha256):
+        raise ModelNotFoundError(f"model {spec.name!r}: {path} has changed since it was "
+                                 f"published (its sha256 is not {spec.sha256}); publish it again")
+    return path
 
 
 def _missing(spec: ModelSpec, dirs: list[Path]) -> str:

@@ -4,6 +4,8 @@ Request checks, inference and CVAT's response format live in autotrack.cvat.nucl
 (tested in tests/test_nuclio.py). AUTOTRACK_ULTRALYTICS_MODEL names the model (default
 yolo11n.pt, baked into the image at build time); a model with other classes needs the label
 spec in function.yaml regenerated: python -m autotrack.cvat.label_spec MODEL --format yaml.
+With AUTOTRACK_RELOAD_SECONDS set, a model autotrack finetune publishes into a mounted folder
+(a family name: its newest round) is swapped in without a rebuild (docs/finetune.md).
 """
 
 from pathlib import Path
@@ -19,4 +21,4 @@ def init_context(context):
 
 
 def handler(context, event):
-    return detector.handle(context, event)
+    return detector.handle_reloading(context, event, MODEL)

@@ -46,6 +46,8 @@ def load_detector(
     spec = find_spec(text)
     if spec is not None and spec.kind != "detector":
         raise AutotrackError(f"{spec.name!r} is a {spec.kind} model, not a detector")
+    if spec is not None and spec.published:  # autotrack finetune's rounds: ultralytics weights
+        return _ultralytics(str(resolve_model(text)), min_score, device, spec.imgsz)
     if spec is not None or path.suffix.lower() == ".onnx":
         return _load_onnx(resolve_model(text), min_score, device)
     if path.suffix.lower() in _ULTRALYTICS_SUFFIXES or (
@@ -54,7 +56,8 @@ def load_detector(
         return _ultralytics(text, min_score, device)
     known = ", ".join(name for name, s in REGISTRY.items() if s.kind == "detector")
     raise ModelNotFoundError(
-        f"unknown detector {text!r}: use a registry name ({known}), a YOLOX or ultralytics "
+        f"unknown detector {text!r}: use a registry name ({known}), a model autotrack finetune "
+        "published (autotrack models list), a YOLOX or ultralytics "
         ".onnx file, or an ultralytics model such as yolo11n.pt, yolo11n.yaml or rtdetr-l.pt"
     )
 
@@ -71,10 +74,12 @@ def _load_onnx(path: Path, min_score: float, device: str | None) -> Detector:
     return _ultralytics(str(path), min_score, device)
 
 
-def _ultralytics(model: str, min_score: float, device: str | None) -> Detector:
+def _ultralytics(model: str, min_score: float, device: str | None,
+                 imgsz: int | None = None) -> Detector:
     from autotrack.detectors.ultralytics import UltralyticsDetector  # optional AGPL extra
 
-    return UltralyticsDetector(model, min_score=min_score, device=device)
+    return UltralyticsDetector(model, min_score=min_score, device=device,
+                               **({"imgsz": imgsz} if imgsz else {}))
 
 
 def _onnx_providers(device: str | None) -> list[str] | None:

@@ -87,6 +87,14 @@ def _import_ultralytics() -> Any:
     return ultralytics
 
 
+def locate(model: str) -> str:
+    """What ultralytics should load for ``model``: a file found here (a path, or an official
+    name in AUTOTRACK_MODELS or ultralytics' weights folder), a config name, or, when downloads
+    are allowed, the path ultralytics downloads an official checkpoint to. Offline and missing:
+    ModelNotFoundError naming the folders and the URL."""
+    return _locate(model)
+
+
 def _locate(model: str) -> str:
     """What to hand to ultralytics: a file on disk, a config name, or a name it may download.
 

@@ -196,6 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--function", action="append", metavar="NAME",
                         help="deploy only this function (a folder name in serverless/); "
                              "may be repeated")
+    parser.add_argument("--function-dir", type=Path, metavar="DIR",
+                        help="deploy the function in this folder (main.py and function.yaml) "
+                             "instead of those in serverless/; autotrack finetune --deploy "
+                             "nuclio stages one per fine-tuned model family")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                         help="extra environment for the functions (nuctl deploy --env)")
     parser.add_argument("--network", default=DEFAULT_NETWORK,
@@ -226,7 +230,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "=" not in item or not item.split("=", 1)[0].strip():
             parser.error(f"--env takes KEY=VALUE, got {item!r}")
     functions, skipped = discover(serverless, args.kind)
-    if args.function:
+    if args.function_dir is not None:
+        if args.function:
+            parser.error("give --function or --function-dir, not both")
+        folder = args.function_dir.resolve()
+        if not (folder / CONFIG_FILES[args.kind]).is_file():
+            parser.error(f"{folder} has no {CONFIG_FILES[args.kind]}")
+        functions, skipped = [Function(folder.name, folder, CONFIG_FILES[args.kind])], []
+    elif args.function:
         known = {f.name: f for f in functions}
         unknown = [name for name in args.function if name not in known]
         if unknown:

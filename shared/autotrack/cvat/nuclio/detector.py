@@ -27,7 +27,16 @@ Settings come from the function's environment (function.yaml ``spec.env``):
 ``AUTOTRACK_MAX_BODY_BYTES``    raw body limit (default 32 MiB, the trigger's limit)
 ``AUTOTRACK_MAX_MASK_PIXELS``   mask pixels answered per request, over all masks' boxes
                                 (default 2**24, two 4K UHD frames: about 34 MB of JSON)
+``AUTOTRACK_RELOAD_SECONDS``    with :func:`handle_reloading`: how often to look for a newer
+                                round of a published model (default 0: never)
 ==============================  =====================================================
+
+A function whose model is a family of rounds ``autotrack finetune`` publishes
+(``AUTOTRACK_ULTRALYTICS_MODEL=street``: its newest round, read from a mounted models folder)
+swaps in a new round without a rebuild: :func:`handle_reloading` looks at most every
+``AUTOTRACK_RELOAD_SECONDS`` whether the name now means another file, loads it before
+answering, and keeps serving the old one (and logs why) when the new one cannot be loaded or
+has other classes than the label spec CVAT was given.
 
 A mask costs CVAT's format two bytes of JSON per pixel of its box, so masks are answered best
 score first until :data:`DEFAULT_MAX_MASK_PIXELS` is spent; the rest are left out and the
@@ -86,6 +95,7 @@ __all__ = [
     "cvat_function_mask",
     "detections_to_cvat",
     "handle",
+    "handle_reloading",
     "init_context",
 ]
 
@@ -208,6 +218,8 @@ def init_context(
         for problem in _spec_check(function_yaml, function):
             log(context, "warn", f"autotrack: {problem}")
     context.user_data.autotrack = function
+    context.user_data.autotrack_version = _published_version(detector_factory)
+    context.user_data.autotrack_checked = time.monotonic()
     log(context, "info",
          f"autotrack: ready in {time.perf_counter() - started:.1f} s: "
          f"{len(function.class_names)} classes as {function.shape_type} shapes, "
@@ -218,6 +230,58 @@ def init_context(
 def handle(context: object, event: object) -> object:
     """Answer one CVAT request with the detector :func:`init_context` loaded."""
     return handle_loaded(context, event, DetectorFunction)
+
+
+def handle_reloading(context: object, event: object,
+                     detector_factory: Callable[[], Detector]) -> object:
+    """:func:`handle`, after swapping in a newer published round of the model (module
+    docstring) when ``AUTOTRACK_RELOAD_SECONDS`` is set."""
+    try:
+        _reload_if_published(context, detector_factory)
+    except Exception as exc:  # never let the check cost an answer
+        log(context, "error", f"autotrack: checking for a new model failed: {one_line(exc)}")
+    return handle(context, event)
+
+
+def _published_version(detector_factory: object) -> str | None:
+    """``name:sha256`` of the published round a factory's model name means now, else None."""
+    from autotrack.models import find_spec
+
+    model = getattr(detector_factory, "model", None)
+    spec = find_spec(model) if isinstance(model, str) else None
+    return f"{spec.name}:{spec.sha256}" if spec is not None and spec.published else None
+
+
+def _reload_if_published(context: object, detector_factory: Callable[[], Detector]) -> None:
+    every = env_number(os.environ, "AUTOTRACK_RELOAD_SECONDS", 0.0, 0.0)
+    data = getattr(context, "user_data", None)
+    current = getattr(data, "autotrack", None)
+    if not every or not isinstance(current, DetectorFunction):
+        return
+    now = time.monotonic()
+    if now - getattr(data, "autotrack_checked", 0.0) < every:
+        return
+    data.autotrack_checked = now  # type: ignore[union-attr]
+    version = _published_version(detector_factory)
+    if version is None or version == getattr(data, "autotrack_version", None):
+        return
+    data.autotrack_version = version  # type: ignore[union-attr]  # tried once, either way
+    name = version.split(":", 1)[0]
+    try:
+        function = DetectorFunction(detector_factory(), current.settings)
+    except Exception as exc:
+        log(context, "error", f"autotrack: cannot load {name}: {one_line(exc)}; still serving "
+                              "the model loaded before")
+        return
+    if function.class_names != current.class_names or \
+            function.shape_type != current.shape_type:
+        log(context, "error", f"autotrack: {name} has classes {', '.join(function.class_names)}"
+                              f" but this function declared {', '.join(current.class_names)} "
+                              "to CVAT; still serving the model loaded before: redeploy the "
+                              "function (autotrack finetune --deploy nuclio) to change labels")
+        return
+    data.autotrack = function  # type: ignore[union-attr]
+    log(context, "info", f"autotrack: now serving {name}")
 
 
 class CvatShapes(list):
