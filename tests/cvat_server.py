@@ -60,6 +60,18 @@ attribute a label defines (``_extend_attributes``); shapes come back ordered by 
 by id with their shapes by frame. Jobs (``GET /api/jobs``, ordered by ``-id``) have ``state``
 and ``stage``; ``status`` follows ``JobWriteSerializer.update``.
 
+Projects (``cvat/apps/engine/views.py``, 2023): ``GET /api/projects/ID`` is
+``ProjectViewSet.retrieve`` (DRF's ``RetrieveModelMixin``: an unknown id is 404 ``Not
+found.``, another user's project 403). ``GET /api/tasks`` is ``TaskViewSet.list``: ordered
+by ``-id``, paged like every list, with the simple filter ``project_id`` (an unknown project
+is an empty page, not a 404) and the sandbox list filter of ``cvat/apps/engine/rules/
+tasks.rego`` (tasks whose owner or assignee, or whose project's owner or assignee, is the
+user; ``users`` stands for assignees). A task in a project has no labels of its own:
+``GET /api/labels?task_id=`` answers the project's (``LabelViewSet.get_queryset``,
+``task.get_labels()``), as does ``?project_id=`` (``project.get_labels()``); two of
+``job_id``, ``task_id``, ``project_id`` together are a 400. Viewing a task is allowed to the
+staff of its project too (``is_task_staff`` in tasks.rego).
+
 On top of that, as before: every JSON request body is deserialized into the cvat-sdk model of
 its endpoint with full type checking and keys the schema does not define are refused; every
 JSON answer is checked against the cvat-sdk read model; authentication as CVAT does it (login
@@ -188,12 +200,24 @@ class FakeJob:
 
 
 @dataclass
+class FakeProject:
+    """A project: its labels (which its tasks share) and who may see it."""
+
+    id: int
+    name: str
+    labels: list[dict[str, Any]]
+    owner: str
+    users: set[str] = field(default_factory=set)  # others who may see it (assignees)
+
+
+@dataclass
 class FakeTask:
     id: int
     name: str
     size: int
     labels: list[dict[str, Any]]
     owner: str
+    project: FakeProject | None = None
     mode: str = "interpolation"
     dimension: str = "2d"
     chunk_size: int = 36
@@ -655,12 +679,14 @@ class CvatTestServer:
         self.tokens = tokens if tokens is not None else {"alice-token": "alice"}
         self.strict = strict
         self.sessions: dict[str, tuple[str, str]] = {}  # sessionid -> (user, csrftoken)
+        self.projects: dict[int, FakeProject] = {}
         self.tasks: dict[int, FakeTask] = {}
         self.jobs: dict[int, FakeJob] = {}
         self.requests: list[Recorded] = []
         self.errors: list[str] = []  # tracebacks of unexpected 500s: bugs in this server
         self.lock = threading.RLock()
         self._task_ids = itertools.count(1)
+        self._project_ids = itertools.count(1)
         self._job_ids = itertools.count(101)
         self._label_ids = itertools.count(1)
         self._spec_ids = itertools.count(1)
@@ -699,12 +725,24 @@ class CvatTestServer:
         return f"http://127.0.0.1:{self._httpd.server_address[1]}"
 
     # -- set-up helpers for tests --
+    def add_project(self, name: str, labels: list[str | dict[str, Any]], *,
+                    owner: str = "alice") -> FakeProject:
+        """A project with its labels (as :meth:`add_task` takes them); its tasks come from
+        ``add_task(..., project=P)``."""
+        with self.lock:
+            project_id = next(self._project_ids)
+            project = FakeProject(project_id, name, [], owner)
+            project.labels.extend(self._label(None, x, project_id) for x in labels)
+            self.projects[project_id] = project
+            return project
+
     def add_task(self, name: str, labels: list[str | dict[str, Any]], *, size: int | None = None,
                  owner: str = "alice", jobs: list[tuple[int, int]] | None = None,
                  segment_size: int = 0, overlap: int | None = None,
-                 **options: Any) -> FakeTask:
+                 project: FakeProject | None = None, **options: Any) -> FakeTask:
         """A task over frames of the store. Labels are names or dicts (name, type, attributes:
-        [{name, mutable, default_value, values}]).
+        [{name, mutable, default_value, values}]); a task in ``project`` has the project's
+        labels (give ``labels=[]``).
 
         Jobs as CVAT makes them from ``segment_size`` and ``overlap`` (``segments``): by
         default one job; ``overlap`` None is CVAT's default (5 for video, 0 for images).
@@ -713,8 +751,10 @@ class CvatTestServer:
         with self.lock:
             task_id = next(self._task_ids)
             size = len(self.frames) - options.get("frame_offset", 0) if size is None else size
-            task = FakeTask(task_id, name, size, [self._label(task_id, x) for x in labels],
-                            owner, **options)
+            if project is not None and labels:
+                raise ValueError("a task in a project has the project's labels: give labels=[]")
+            task = FakeTask(task_id, name, size, project.labels if project is not None else
+                            [self._label(task_id, x) for x in labels], owner, project, **options)
             if jobs is None:
                 ranges, task.segment_size, task.overlap = segments(
                     size, segment_size, overlap, task.mode)
@@ -732,7 +772,8 @@ class CvatTestServer:
             self.tasks[task_id] = task
             return task
 
-    def _label(self, task_id: int, spec: str | dict[str, Any]) -> dict[str, Any]:
+    def _label(self, task_id: int | None, spec: str | dict[str, Any],
+               project_id: int | None = None) -> dict[str, Any]:
         spec = {"name": spec} if isinstance(spec, str) else dict(spec)
         attributes = [{
             "id": next(self._spec_ids), "name": a["name"], "mutable": bool(a.get("mutable")),
@@ -742,7 +783,8 @@ class CvatTestServer:
         } for a in spec.get("attributes", [])]
         return {"id": next(self._label_ids), "name": spec["name"], "color": "#33ddff",
                 "type": spec.get("type", "any"), "attributes": attributes, "sublabels": [],
-                "has_parent": False, "task_id": task_id, "project_id": None, "parent_id": None,
+                "has_parent": False, "task_id": task_id, "project_id": project_id,
+                "parent_id": None,
                 "svg": ""}
 
     def label_id(self, task: FakeTask, name: str) -> int:
@@ -1162,7 +1204,8 @@ class CvatTestServer:
     def task_json(self, task: FakeTask) -> dict[str, Any]:
         return {
             "url": f"{self.url}/api/tasks/{task.id}", "id": task.id, "name": task.name,
-            "project_id": None, "project_name": None,
+            "project_id": task.project.id if task.project else None,
+            "project_name": task.project.name if task.project else None,
             "owner": self._user_json(task.owner), "bug_tracker": "",
             "created_date": DATE, "updated_date": DATE, "overlap": task.overlap,
             "segment_size": task.segment_size,
@@ -1190,7 +1233,8 @@ class CvatTestServer:
                   if job.stage == "acceptance" and job.state == "completed" else "validation")
         return {
             "url": f"{self.url}/api/jobs/{job.id}", "id": job.id, "task_id": task.id,
-            "task_name": task.name, "project_id": None, "project_name": None,
+            "task_name": task.name, "project_id": task.project.id if task.project else None,
+            "project_name": task.project.name if task.project else None,
             "guide_id": None, "dimension": task.dimension, "mode": task.mode,
             "media_type": "image", "bug_tracker": None, "status": status,
             "stage": job.stage, "state": job.state, "frame_count": job.stop - job.start + 1,
@@ -1202,6 +1246,26 @@ class CvatTestServer:
             "issues": {"url": f"{self.url}/api/issues?job_id={job.id}", "count": 0},
             "labels": {"url": f"{self.url}/api/labels?job_id={job.id}"},
         }
+
+    def project_json(self, project: FakeProject) -> dict[str, Any]:
+        """``ProjectReadSerializer``: the project and links to its tasks and labels."""
+        tasks = [t for t in self.tasks.values() if t.project is project]
+        return {
+            "url": f"{self.url}/api/projects/{project.id}", "id": project.id,
+            "name": project.name, "owner": self._user_json(project.owner), "assignee": None,
+            "guide_id": None, "bug_tracker": "", "task_subsets": [], "created_date": DATE,
+            "updated_date": DATE, "status": "annotation", "dimension": "2d" if tasks else None,
+            "organization": None, "organization_id": None, "assignee_updated_date": None,
+            "tasks": {"count": len(tasks), "url": f"{self.url}/api/tasks?project_id={project.id}"},
+            "labels": {"url": f"{self.url}/api/labels?project_id={project.id}"},
+        }
+
+    @staticmethod
+    def may_see(task: FakeTask, user: str | None) -> bool:
+        """tasks.rego ``is_task_staff``: the task's owner or assignees, or its project's."""
+        project = task.project
+        return (user == task.owner or user in task.users or project is not None
+                and (user == project.owner or user in project.users))
 
     def meta_json(self, task: FakeTask) -> dict[str, Any]:
         if task.mode == "interpolation":
@@ -1289,6 +1353,8 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
         ("DELETE", r"/api/jobs/(?P<id>\d+)/annotations", "job_annotations_delete"),
         ("GET", r"/api/jobs", "jobs_list"),
         ("GET", r"/api/labels", "labels"),
+        ("GET", r"/api/projects/(?P<id>\d+)", "project_read"),
+        ("GET", r"/api/tasks", "tasks_list"),
     ]
 ]
 _PUBLIC = {"about", "login"}
@@ -1433,10 +1499,26 @@ class _Handler(BaseHTTPRequestHandler):
         task = self.app.tasks.get(int(task_id))
         if task is None:
             raise ServerError(404, {"detail": "Not found."})
-        if user != task.owner and user not in task.users:
+        if not self.app.may_see(task, user):
             raise ServerError(403, {"detail": "You do not have permission to perform this "
                                               "action."})
         return task
+
+    def _find_project(self, project_id: str, user: str | None) -> FakeProject:
+        """``ProjectViewSet.get_object``: 404 for an unknown id, 403 for a user who is not its
+        owner or assignee (projects.rego)."""
+        project = self.app.projects.get(int(project_id))
+        if project is None:
+            raise ServerError(404, {"detail": "Not found."})
+        if user != project.owner and user not in project.users:
+            raise ServerError(403, {"detail": "You do not have permission to perform this "
+                                              "action."})
+        return project
+
+    def _project_read(self, params: dict, query: dict, body: Any, user: str | None) -> tuple:
+        """``ProjectViewSet.retrieve``."""
+        return self._json(self.app.project_json(self._find_project(params["id"], user)),
+                          "ProjectRead")
 
     def _task_read(self, params: dict, query: dict, body: Any, user: str | None) -> tuple:
         return self._json(self.app.task_json(self._find_task(params["id"], user)), "TaskRead")
@@ -1607,7 +1689,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise _bad("task_id: A valid integer is required.") from None
         with self.app.lock:
             task = self.app.tasks.get(task_id)
-            visible = task is not None and (user == task.owner or user in task.users)
+            visible = task is not None and self.app.may_see(task, user)
             jobs = sorted(task.jobs if visible else [], key=lambda j: -j.id)
             for name in ("state", "stage", "type"):
                 if name in query:
@@ -1616,10 +1698,39 @@ class _Handler(BaseHTTPRequestHandler):
                               "PaginatedJobReadList")
 
     def _labels(self, params: dict, query: dict, body: Any, user: str | None) -> tuple:
+        """``LabelViewSet.get_queryset`` for a list: by job, task (a project task's are the
+        project's: ``task.get_labels()``) or project; one of them at a time. An unknown id
+        is a 404 here (CVAT's ``objects.get`` raises DoesNotExist: its answer not read)."""
+        scopes = [key for key in ("job_id", "task_id", "project_id") if key in query]
+        if len(scopes) > 1:
+            raise _bad("job_id, task_id and project_id parameters cannot be used together")
         if "task_id" in query:
-            task = self._find_task(query["task_id"][0], user)
+            labels = self._find_task(query["task_id"][0], user).labels
         elif "job_id" in query:
-            task, _ = self._find_job(query["job_id"][0], user)
+            labels = self._find_job(query["job_id"][0], user)[0].labels
+        elif "project_id" in query:
+            labels = self._find_project(query["project_id"][0], user).labels
         else:
-            raise _bad("the test server lists labels by task_id or job_id only")
-        return self._page(query, task.labels, "/api/labels", "PaginatedLabelList")
+            raise _bad("the test server lists labels by job_id, task_id or project_id only")
+        return self._page(query, labels, "/api/labels", "PaginatedLabelList")
+
+    def _tasks_list(self, params: dict, query: dict, body: Any, user: str | None) -> tuple:
+        """``TaskViewSet.list``: tasks the user may see (tasks.rego's sandbox list filter),
+        newest first (``-id``), with the simple filter ``project_id``; cvat-sdk's
+        ``tasks_api.list(project_id=P, page=N)`` sends ``project_id=P&page=N``."""
+        modelled = {"project_id", "page", "page_size", "org"}
+        if set(query) - modelled:
+            raise _bad("the test server does not model task list parameters "
+                       f"{sorted(set(query) - modelled)}")
+        with self.app.lock:
+            tasks = [t for t in self.app.tasks.values() if self.app.may_see(t, user)]
+            if "project_id" in query:
+                try:
+                    project_id = int(query["project_id"][0])
+                except ValueError:
+                    raise _bad("project_id: A valid integer is required.") from None
+                tasks = [t for t in tasks if t.project is not None
+                         and t.project.id == project_id]
+            tasks.sort(key=lambda t: -t.id)
+            return self._page(query, [self.app.task_json(t) for t in tasks], "/api/tasks",
+                              "PaginatedTaskReadList")

@@ -505,3 +505,35 @@ def test_update_of_one_piece_with_overlap_0(server):
     assert call(server, "PATCH", path + "?action=update", {"tracks": [first]})[0] == 200
     assert [len(j.annotations["tracks"]) for j in task.jobs] == [1, 1, 1]
     assert task.jobs[0].annotations["tracks"][0]["shapes"][1]["points"][0] == 242.0
+
+
+def test_projects_list_their_tasks_and_share_their_labels(server):
+    """``ProjectViewSet.retrieve`` (404 unknown, 403 another user's), ``TaskViewSet.list``
+    with ``project_id`` (newest first, paged; an unknown project is an empty list) and
+    ``LabelViewSet``: a project task's labels are the project's."""
+    project = server.add_project("street", ["person", {"name": "car", "type": "rectangle"}])
+    first = server.add_task("a", [], size=50, project=project)
+    second = server.add_task("b", [], size=50, project=project)
+    server.add_task("outside", ["person"], size=50)
+    theirs = server.add_project("bobs", ["person"], owner="bob")
+    status, body = call(server, "GET", f"/api/projects/{project.id}")
+    assert status == 200 and body["tasks"]["count"] == 2 and body["name"] == "street"
+    assert call(server, "GET", "/api/projects/999") == (404, {"detail": "Not found."})
+    assert call(server, "GET", f"/api/projects/{theirs.id}")[0] == 403
+    status, page = call(server, "GET", f"/api/tasks?project_id={project.id}&page_size=1")
+    assert status == 200 and page["count"] == 2 and page["results"][0]["id"] == second.id
+    assert page["results"][0]["project_id"] == project.id and "page=2" in page["next"]
+    _, page = call(server, "GET", f"/api/tasks?project_id={project.id}&page_size=1&page=2")
+    assert [t["id"] for t in page["results"]] == [first.id] and page["next"] is None
+    assert call(server, "GET", "/api/tasks?project_id=999")[1]["count"] == 0
+    assert call(server, "GET", "/api/tasks?project_id=x")[0] == 400
+    for query in (f"task_id={first.id}", f"project_id={project.id}"):
+        _, labels = call(server, "GET", f"/api/labels?{query}")
+        assert [(x["name"], x["type"], x["project_id"], x["task_id"])
+                for x in labels["results"]] == [("person", "any", project.id, None),
+                                                ("car", "rectangle", project.id, None)]
+    status, _ = call(server, "GET", f"/api/labels?task_id={first.id}&project_id={project.id}")
+    assert status == 400
+    assert call(server, "GET", f"/api/labels?project_id={theirs.id}")[0] == 403
+    with pytest.raises(ValueError, match="project's labels"):
+        server.add_task("c", ["person"], size=50, project=project)

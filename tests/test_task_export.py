@@ -1,7 +1,8 @@
 """``autotrack task export`` against the test server's model of CVAT (tests/cvat_server.py):
 vtest.avi as a task of 3 jobs, some finished and some not; only the finished jobs' frames
 are exported, each job's boxes from that job's own annotations, only the chunks that hold a
-chosen frame downloaded; bad input is one line."""
+chosen frame downloaded; ``--project`` takes every task of a project, its labels the
+project's; bad input is one line."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from autotrack.cli import main
 from autotrack.finetune.dataset import shape_box, yolo_lines
@@ -34,8 +36,10 @@ def walker(server: CvatTestServer, task: Any, start: int, label: str = "person")
         rect(start + 90, [400, 200, 450, 330])]}
 
 
-def make_task(server: CvatTestServer, name: str, states: list[tuple[str, str]]) -> Any:
-    task = server.add_task(name, LABELS, segment_size=300, overlap=0)
+def make_task(server: CvatTestServer, name: str, states: list[tuple[str, str]],
+              project: Any = None) -> Any:
+    task = server.add_task(name, [] if project else LABELS, segment_size=300, overlap=0,
+                           project=project)
     for job, (state, stage) in zip(task.jobs, states, strict=True):
         job.state, job.stage = state, stage
         data = {"tracks": [walker(server, task, job.start)],
@@ -147,3 +151,54 @@ def test_bad_options_fail_before_any_request(server, tmp_path, capsys):
     rc, _, err = export(server, tmp_path / "data", capsys, "1")
     assert rc == 2 and "already exists" in err
     assert len(server.requests) == before
+
+
+def test_a_project_exports_each_of_its_tasks_reviewed_jobs(server, tmp_path, capsys):
+    project = server.add_project("street", LABELS)
+    first = make_task(server, "p1", [("completed", "annotation"), ("new", "annotation"),
+                                     ("in progress", "annotation")], project)
+    second = make_task(server, "p2", [("new", "annotation")] * 3, project)
+    third = make_task(server, "p3", [("in progress", "annotation"), ("completed", "acceptance"),
+                                     ("new", "annotation")], project)
+    outside = make_task(server, "not-in-it", [("completed", "annotation")] * 3)
+    before = len(server.requests)
+    out = tmp_path / "data"
+    rc, stdout, err = export(server, out, capsys, "--project", str(project.id), "--stride",
+                             "50", "--val", "0")
+    assert rc == 0, err
+    assert (f"project {project.id} ('street'): tasks {first.id}, {second.id}, {third.id}"
+            in stdout)
+    assert f"task {second.id} 'p2'" in stdout and "no reviewed job, skipped" in stdout
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["names"] == ["person", "car"]  # the project's labels that hold boxes
+    assert [s["key"] for s in manifest["sources"]] == [f"task{first.id}", f"task{third.id}"]
+    frames = {(row["source"], row["frame"]) for row in manifest["frames"]}
+    assert {f for key, f in frames if key == f"task{first.id}"} <= set(range(0, 300))
+    assert {f for key, f in frames if key == f"task{third.id}"} <= set(range(300, 600))
+    label = out / "labels" / "train" / f"task{third.id}_000307.txt"  # job 2: walker and car
+    assert [line.split()[0] for line in label.read_text().splitlines()] == ["0", "1"]
+    mine = server.requests[before:]
+    assert [(r.route, r.query.get("project_id")) for r in mine
+            if r.route in ("project_read", "tasks_list")][:2] == [
+        ("project_read", None), ("tasks_list", [str(project.id)])]
+    labels = [r.query for r in mine if r.route == "labels"]
+    assert labels and all(q.get("project_id") == [str(project.id)] for q in labels)
+    assert not server.recorded(task=outside)
+    assert not [r for r in mine if r.method != "GET" and r.route != "login"]
+
+
+def test_an_unknown_project_is_one_line(server, tmp_path, capsys):
+    rc, _, err = export(server, tmp_path / "data", capsys, "--project", "999")
+    assert rc == 2 and err.count("\n") == 1, err
+    assert "cannot read project 999: not found" in err
+    assert list(tmp_path.iterdir()) == []
+    theirs = server.add_project("bobs", LABELS, owner="bob")
+    rc, _, err = export(server, tmp_path / "data", capsys, "--project", str(theirs.id))
+    assert rc == 2 and f"cannot read project {theirs.id}: 403 Forbidden" in err
+
+
+def test_help_has_no_backup_dir_as_export_never_writes(capsys):
+    with pytest.raises(SystemExit):
+        main(["task", "export", "--help"])
+    text = capsys.readouterr().out
+    assert "--project" in text and "--backup-dir" not in text

@@ -16,8 +16,9 @@ from autotrack.errors import InputError
 DEFAULT_BACKUP_DIR = "autotrack-backups"
 
 
-def add_server_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options every task command shares: where the server is and who logs in."""
+def add_server_arguments(parser: argparse.ArgumentParser, *, backup: bool = True) -> None:
+    """The options every task command shares: where the server is and who logs in; and
+    ``--backup-dir`` for the commands that write (``backup``)."""
     server = parser.add_argument_group("server (as cvat-cli spells them)")
     server.add_argument("--server-host", metavar="URL",
                         help="CVAT URL, e.g. https://app.cvat.ai or http://localhost:8080")
@@ -31,9 +32,10 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
                         help="organization context for requests")
     server.add_argument("--insecure", action="store_true",
                         help="do not verify the server's TLS certificate")
-    server.add_argument("--backup-dir", default=DEFAULT_BACKUP_DIR, metavar="DIR",
-                        help="where backups and the list of created tracks go "
-                             f"(default ./{DEFAULT_BACKUP_DIR})")
+    if backup:
+        server.add_argument("--backup-dir", default=DEFAULT_BACKUP_DIR, metavar="DIR",
+                            help="where backups and the list of created tracks go "
+                                 f"(default ./{DEFAULT_BACKUP_DIR})")
 
 
 def add_task_parser(commands: Any) -> argparse.ArgumentParser:
@@ -74,12 +76,12 @@ def add_task_parser(commands: Any) -> argparse.ArgumentParser:
         description="Write an Ultralytics dataset (data.yaml, images/, labels/, manifest.json) "
                     "from the jobs people finished: boxes as CVAT interpolates them, every "
                     "keyframe plus a stride of frames, near-duplicates dropped, a train/val "
-                    "split by blocks of time. Only the chosen frames are downloaded; nothing "
-                    "is written to the server.")
+                    "split by blocks of time, from tasks or whole projects. Only the chosen "
+                    "frames are downloaded; nothing is written to the server.")
     from autotrack.cvat.task.export import add_export_arguments
 
     add_export_arguments(export)
-    add_server_arguments(export)
+    add_server_arguments(export, backup=False)  # export never writes to the server
     return task
 
 

@@ -12,7 +12,7 @@ import getpass
 import json
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -218,6 +218,19 @@ class Server:
             if translated is None:
                 raise
             raise translated from exc
+
+    def pages(self, what: str, fn: Callable[..., Any], *, page_size: int = 500,
+              max_pages: int = 200, **query: Any) -> Iterator[Any]:
+        """The items of a paged list (``fn(page=N, page_size=..., **query)``, each a DRF
+        page with ``results`` and ``next``), page after page; CvatRequestError past
+        ``max_pages`` (a bound on the loop, far above real lists)."""
+        for page in range(1, max_pages + 1):
+            result, _ = self.call(what, fn, page=page, page_size=page_size, **query)
+            yield from result.results
+            if not result.get("next"):
+                return
+        raise CvatRequestError(f"cannot {what}: the list runs past {max_pages} pages of "
+                               f"{page_size}")
 
     def close(self) -> None:
         try:

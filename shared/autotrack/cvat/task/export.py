@@ -7,11 +7,16 @@ job's frames take their boxes from that job only; a frame two jobs share is the 
 chosen job's). The dataset is :mod:`autotrack.finetune.dataset`'s: boxes as CVAT interpolates
 them, every keyframe plus a stride, near-duplicates dropped, a split by time blocks. Only the
 chosen frames are downloaded (:class:`~autotrack.cvat.task.frames.TaskFrames`: one request per
-chunk that holds a chosen frame). Nothing is written to the server.
+chunk that holds a chosen frame). Nothing is written to the server, so the command takes
+no ``--backup-dir``.
 
-Projects (``--project``) are not there yet: listing a project's tasks needs
-``GET /api/tasks?project_id=`` (cvat-sdk ``tasks_api.list(project_id=...)``), which the test
-server does not model.
+``--project ID`` adds every task of a project: the project is read first
+(``GET /api/projects/ID``: an unknown or hidden project is an error, where the task list
+alone would just be empty), then its tasks (``GET /api/tasks?project_id=ID``, paged, in id
+order) and its labels (``GET /api/labels?project_id=ID``, which its tasks share: CVAT keeps
+a project task's labels on the project). The same job filter applies to each task; a task
+of the project without data, not 2D or with no reviewed job is skipped with a line. Classes
+come from the projects' labels (in their order), then from the other tasks'.
 """
 
 from __future__ import annotations
@@ -43,6 +48,15 @@ def _choices(text: str | None, allowed: tuple[str, ...], option: str) -> frozens
     return frozenset(chosen)
 
 
+def _project_id(text: str) -> int:
+    from autotrack.cvat.task.annotate import _task_id
+
+    try:
+        return _task_id(text)
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace("TASK_ID", "PROJECT_ID")) from None
+
+
 def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     """``autotrack task export``'s own options (the server ones come from
     :func:`autotrack.cvat.task.commands.add_server_arguments`)."""
@@ -53,6 +67,10 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the tasks to export (or --task ID, repeated)")
     parser.add_argument("--task", dest="more_task_ids", action="append", type=_task_id,
                         default=[], metavar="TASK_ID", help="a task to export (repeatable)")
+    parser.add_argument("--project", dest="project_ids", action="append", type=_project_id,
+                        default=[], metavar="PROJECT_ID",
+                        help="export every task of this project (repeatable); classes from "
+                             "the project's labels")
     jobs = parser.add_argument_group("which jobs count as reviewed")
     jobs.add_argument("--states", default="completed", metavar="STATES",
                       help="comma-separated job states to export: new, in-progress, rejected, "
@@ -82,6 +100,23 @@ def _no_jobs_message(found: dict[int, list[Any]], states: frozenset[str] | None,
     return f"no reviewed frames: no job is in {wanted or 'the chosen states'} ({listed}); {hint}"
 
 
+def _project_tasks(server: Any, project_id: int, out: TextIO) -> tuple[list[int], list[Any]]:
+    """The ids of a project's tasks (ascending) and the project's labels; the project must
+    exist and be visible (404/403 otherwise, one line)."""
+    from autotrack.cvat.task.frames import load_labels
+
+    api = server.api
+    project, _ = server.call(f"read project {project_id}", api.projects_api.retrieve,
+                             project_id)
+    task_ids = sorted(int(t.id) for t in server.pages(
+        f"list the tasks of project {project_id}", api.tasks_api.list, project_id=project_id))
+    if not task_ids:
+        raise InputError(f"project {project_id} ({project.name!r}) has no tasks")
+    print(f"project {project_id} ({project.name!r}): tasks "
+          f"{', '.join(map(str, task_ids))}", file=out)
+    return task_ids, load_labels(server, project_id=project_id)
+
+
 def run_export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from tqdm import tqdm
 
@@ -99,21 +134,40 @@ def run_export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         class_names,
     )
 
-    task_ids = list(dict.fromkeys([*args.task_ids, *args.more_task_ids]))
-    if not task_ids:
-        raise InputError("expected TASK_ID (or --task ID)")
+    given = list(dict.fromkeys([*args.task_ids, *args.more_task_ids]))
+    projects = list(dict.fromkeys(args.project_ids))
+    if not given and not projects:
+        raise InputError("expected TASK_ID (or --task ID, or --project ID)")
     options = DatasetOptions.from_args(args)
     states = _choices(args.states, JOB_STATES, "--states")
     stages = _choices(args.stages, JOB_STAGES, "--stages")
     DatasetWriter(args.output, [])  # refuses an existing -o before any request
     server, _ = open_server(args)
     try:
-        sources, readers, label_lists, found = [], {}, [], {}
-        for task_id in task_ids:
-            target = load_target(server, task_id=task_id)
+        # each task once: a project's tasks with the project's labels, then the others
+        task_ids: dict[int, list[Any] | None] = {}
+        label_lists = []
+        for project_id in projects:
+            ids, labels = _project_tasks(server, project_id, out)
+            label_lists.append([(label.name, label.type) for label in labels])
+            task_ids.update((i, labels) for i in ids if i not in task_ids)
+        task_ids.update((i, None) for i in given if i not in task_ids)
+        sources, readers, found = [], {}, {}
+        for task_id, project_labels in task_ids.items():
+            try:
+                target = load_target(server, task_id=task_id)
+            except CvatTaskError as exc:
+                if project_labels is None:
+                    raise
+                print(f"task {task_id}: skipped ({exc})", file=out)
+                continue
             if target.dimension.lower() != "2d":
-                raise CvatTaskError(f"task {task_id} is a {target.dimension.upper()} task; a "
-                                    "dataset of boxes needs a 2D task")
+                why = (f"task {task_id} is a {target.dimension.upper()} task; a dataset of "
+                       "boxes needs a 2D task")
+                if project_labels is None:
+                    raise CvatTaskError(why)
+                print(f"{target}: skipped ({why})", file=out)
+                continue
             jobs = list_jobs(server, task_id)
             found[task_id] = jobs
             chosen = [job for job in jobs if _reviewed(job, states, stages)]
@@ -121,8 +175,10 @@ def run_export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 print(f"{target}: no reviewed job, skipped "
                       f"({', '.join(str(job) for job in jobs) or 'no jobs'})", file=out)
                 continue
-            labels = load_labels(server, target)
-            label_lists.append([(label.name, label.type) for label in labels])
+            labels = project_labels
+            if labels is None:
+                labels = load_labels(server, target)
+                label_lists.append([(label.name, label.type) for label in labels])
             pieces = [Piece(str(job), job.start, job.stop,
                             get_annotations(server, "job", job.id)) for job in chosen]
             source = Source(
@@ -151,4 +207,3 @@ def run_export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         server.close()
     print(result.summary(), file=out)
     return 0
-

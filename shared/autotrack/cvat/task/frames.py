@@ -146,26 +146,27 @@ def select_frames(target: Target, start: int | None, stop: int | None) -> list[i
     return frames
 
 
-def load_labels(server: Server, target: Target) -> list[TaskLabel]:
-    """The target's top-level labels (a project's labels for a task in a project)."""
-    api = server.api
-    scope = {"job_id": target.id} if target.kind == "job" else {"task_id": target.task_id}
-    labels: list[TaskLabel] = []
-    for page in range(1, _MAX_LABEL_PAGES + 1):
-        result, _ = server.call(f"read the labels of {target}", api.labels_api.list,
-                                page=page, page_size=_LABEL_PAGE_SIZE, **scope)
-        for item in result.results:
-            if _value(item, "parent_id") is not None or _value(item, "has_parent", False):
-                continue  # a skeleton's point: not a label of its own
-            specs = _value(item, "attributes", []) or []
-            defaults = {int(a["id"]): str(_value(a, "default_value", ""))
-                        for a in specs if _value(a, "id") is not None}
-            labels.append(TaskLabel(int(item.id), str(item.name),
-                                    str(_value(item, "type", "any") or "any"), defaults))
-        if not _value(result, "next"):
-            break
+def load_labels(server: Server, target: Target | None = None, *,
+                project_id: int | None = None) -> list[TaskLabel]:
+    """The target's top-level labels (a project's labels for a task in a project), or a
+    project's (``project_id``)."""
+    if project_id is not None:
+        scope, what = {"project_id": project_id}, f"project {project_id}"
+    elif target is not None:
+        scope = {"job_id": target.id} if target.kind == "job" else {"task_id": target.task_id}
+        what = str(target)
     else:
-        raise CvatRequestError(f"the labels of {target} run past {_MAX_LABEL_PAGES} pages")
+        raise ValueError("give a target or a project_id")
+    labels: list[TaskLabel] = []
+    for item in server.pages(f"read the labels of {what}", server.api.labels_api.list,
+                             page_size=_LABEL_PAGE_SIZE, max_pages=_MAX_LABEL_PAGES, **scope):
+        if _value(item, "parent_id") is not None or _value(item, "has_parent", False):
+            continue  # a skeleton's point: not a label of its own
+        specs = _value(item, "attributes", []) or []
+        defaults = {int(a["id"]): str(_value(a, "default_value", ""))
+                    for a in specs if _value(a, "id") is not None}
+        labels.append(TaskLabel(int(item.id), str(item.name),
+                                str(_value(item, "type", "any") or "any"), defaults))
     return labels
 
 

@@ -50,17 +50,13 @@ def _text(value: object) -> str:
 def list_jobs(server: Server, task_id: int) -> list[Job]:
     """The task's annotation jobs in frame order (ground-truth and consensus jobs left out)."""
     jobs: list[Job] = []
-    for page in range(1, _MAX_PAGES + 1):
-        result, _ = server.call(f"list the jobs of task {task_id}", server.api.jobs_api.list,
-                                task_id=task_id, page=page, page_size=_PAGE_SIZE)
-        for item in result.results:
-            if _text(item.get("type") or "annotation") != "annotation":
-                continue
-            jobs.append(Job(int(item.id), int(item.start_frame), int(item.stop_frame),
-                            _text(item.get("state")), _text(item.get("stage")),
-                            _text(item.get("type") or "annotation")))
-        if not result.get("next"):
-            break
+    for item in server.pages(f"list the jobs of task {task_id}", server.api.jobs_api.list,
+                             page_size=_PAGE_SIZE, max_pages=_MAX_PAGES, task_id=task_id):
+        if _text(item.get("type") or "annotation") != "annotation":
+            continue
+        jobs.append(Job(int(item.id), int(item.start_frame), int(item.stop_frame),
+                        _text(item.get("state")), _text(item.get("stage")),
+                        _text(item.get("type") or "annotation")))
     return sorted(jobs, key=lambda job: (job.start, job.id))
 
 
