@@ -16,7 +16,7 @@ from autotrack.cvat.deploy import nuclio as deploy
 from conftest import REPO_ROOT
 
 SERVERLESS = REPO_ROOT / "serverless"
-FUNCTIONS = ["nanotrack", "ostrack", "reid", "sam2-interactor", "sam2-tracker", "sam3",
+FUNCTIONS = ["bytetrack", "nanotrack", "ostrack", "reid", "sam2-interactor", "sam2-tracker", "sam3",
              "ultralytics", "vittrack", "xmem", "yolox"]
 NETWORK_CONFIG = json.dumps({"attributes": {"network": "cvat_cvat"}})
 
@@ -101,7 +101,7 @@ def test_one_function_extra_env_and_no_network(capsys, tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--function", "nope"], "known: nanotrack, ostrack, reid, sam2-interactor, sam2-tracker, "
+    (["--function", "nope"], "known: bytetrack, nanotrack, ostrack, reid, sam2-interactor, sam2-tracker, "
                              "sam3, ultralytics, vittrack, xmem, yolox"),
     (["--env", "NOEQUALS"], "KEY=VALUE"),
     (["--cpu", "--gpu"], "not allowed"),

@@ -25,7 +25,8 @@ SEED = 20240612
 # tests' small sizes, 0.1-1 s of CPU per model call) fewer: about 20 s in all on an idle
 # 2-core machine, a minute when other work shares it
 REQUESTS = {"detector": 150, "interactor": 60, "vittrack": 150, "nanotrack": 150,
-            "ostrack": 60, "sam2-tracker": 40, "xmem": 40, "reid": 150, "sam3": 40,
+            "ostrack": 60, "sam2-tracker": 40, "xmem": 40, "bytetrack": 100, "reid": 150,
+            "sam3": 40,
             "state": 200, "prompts": 200}
 NEEDS = {"interactor": "sam2", "sam2-tracker": "sam2", "xmem": "torch", "ostrack": "torch",
          "sam3": "sam3"}

@@ -3,8 +3,9 @@ with a short JSON ``error`` (the whole body at most 4 KB), never a 500, and ever
 logged with a request id and sizes but without the payload.
 
 The functions run through nuclio-sdk's test platform as in tests/test_nuclio_tracker.py and
-tests/test_nuclio_masks.py: VitTrack and NanoTrack with their real weights, OSTrack with the
-``tiny-random`` preset, SAM2 and XMem with seeded random weights at a small working size.
+tests/test_nuclio_masks.py: VitTrack, NanoTrack and ByteTrack (YOLOX-Nano) with their real
+weights, OSTrack with the ``tiny-random`` preset, SAM2 and XMem with seeded random weights at a
+small working size.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ HUGE = 10**400  # 401 digits: JSON reads it as an int that no float can hold
 ENV = {"AUTOTRACK_SAM2_RANDOM_INIT": "1", "AUTOTRACK_SAM2_IMAGE_SIZE": "128",
        "AUTOTRACK_XMEM_RANDOM_INIT": "1", "AUTOTRACK_XMEM_SIZE": "96",
        "AUTOTRACK_OSTRACK_PRESET": "tiny-random"}
-SOT = ["vittrack", "nanotrack", "ostrack"]
+SOT = ["vittrack", "nanotrack", "ostrack", "bytetrack"]  # bytetrack: boxes too
 MASK_TRACKERS = ["sam2-tracker", "xmem"]
 TRACKERS = SOT + MASK_TRACKERS
 BOX = [120, 80, 200, 160]

@@ -194,10 +194,11 @@ def _edit(state: str, mutate) -> str:
     return json.dumps(envelope)
 
 
-def _bad_cases(state: str, image: str) -> list[tuple[str, object, int, str]]:
+def request_cases(state: str, image: str, max_state_bytes: int
+                  ) -> list[tuple[str, object, int, str]]:
+    """(name, body, status, words in the error) of malformed tracker requests: what every
+    box tracker refuses whatever its state holds."""
     box = [315, 211, 347, 295]
-    payload = json.loads(state)["payload"]
-    foreign_digest = encode_state("sot-vittrack", 1, {"x": 1})
     return [
         ("not json", b"{nope", 400, "JSON"),
         ("list body", [1, 2], 400, "object"),
@@ -223,20 +224,27 @@ def _bad_cases(state: str, image: str) -> list[tuple[str, object, int, str]]:
         ("too many shapes", {"image": image, "shapes": [box] * 65}, 413, "limit"),
         ("state not a string", {"image": image, "states": [{"a": 1}]}, 400, "state string"),
         ("state garbage", {"image": image, "states": ["garbage"]}, 400, "not valid JSON"),
-        ("state oversized", {"image": image, "states": ["x" * (MAX_SOT_STATE_BYTES + 1)]}, 413,
+        ("state oversized", {"image": image, "states": ["x" * (max_state_bytes + 1)]}, 413,
          "limit"),
+        ("state unknown version", {"image": image, "states": [_edit(
+            state, lambda e: e.update(version=99))]}, 400, "version"),
+        ("state wrong format", {"image": image, "states": [json.dumps({"a": 1})]}, 400,
+         "autotrack-state"),
+    ]
+
+
+def _bad_cases(state: str, image: str) -> list[tuple[str, object, int, str]]:
+    payload = json.loads(state)["payload"]
+    foreign_digest = encode_state("sot-vittrack", 1, {"x": 1})
+    return request_cases(state, image, MAX_SOT_STATE_BYTES) + [
         ("state edited box", {"image": image, "states": [_edit(
             state, lambda e: e["payload"]["box"]["__ndarray__"].update(
                 data=base64.b64encode(np.array([1, 2, 3, 4], "<f8").tobytes()).decode()))]},
          400, "digest"),
         ("state edited session", {"image": image, "states": [_edit(
             state, lambda e: e["payload"].update(session="A" * 32))]}, 400, "digest"),
-        ("state unknown version", {"image": image, "states": [_edit(
-            state, lambda e: e.update(version=99))]}, 400, "version"),
         ("state other kind", {"image": image, "states": [_edit(
             state, lambda e: e.update(kind="bytetrack"))]}, 400, "bytetrack"),
-        ("state wrong format", {"image": image, "states": [json.dumps({"a": 1})]}, 400,
-         "autotrack-state"),
         ("state digest of other payload", {"image": image, "states": [_edit(
             state, lambda e: e.update(digest=json.loads(foreign_digest)["digest"]))]}, 400,
          "digest"),
@@ -264,9 +272,10 @@ def test_malformed_requests_and_states_get_a_clear_4xx(vittrack, clip):
     ok_json(call(*vittrack, {"image": clip[1][1], "states": [state]}))
 
 
-def test_hmac_key_refuses_states_from_another_key(clip, monkeypatch):
+@pytest.mark.parametrize("function", ["vittrack", "bytetrack"])
+def test_hmac_key_refuses_states_from_another_key(clip, monkeypatch, function):
     monkeypatch.setenv("AUTOTRACK_STATE_KEY", "first-secret")
-    platform = _platform("vittrack")
+    platform = _platform(function)
     state = ok_json(call(*platform, {"image": clip[1][0], "shapes": [[315, 211, 347, 295]],
                                      "states": []}))["states"][0]
     assert json.loads(state)["digest"].startswith("hmac-sha256:")
@@ -305,7 +314,7 @@ def test_tracker_function_yaml_carries_what_cvat_and_nuctl_read(config):
     directives = " ".join(d["value"] for d in spec["build"]["directives"]["postCopy"])
     # OSTrack's weights are not redistributable: the admin mounts or bakes them.
     models = {"vittrack": ["vittrack"], "nanotrack": ["nanotrack-backbone", "nanotrack-head"],
-              "ostrack": []}
+              "ostrack": [], "bytetrack": ["yolox-nano"]}
     for model in models[function]:
         assert model in directives  # baked into the image at build time, sha256-checked
     if function == "ostrack":

@@ -73,19 +73,24 @@ def load_function(function_file: Path, *params: str) -> SotTrackingFunction:
     return _loader(function_file, *params).load()
 
 
-@pytest.fixture(scope="module")
-def frames(vtest_video: Path) -> list[np.ndarray]:
-    capture = cv2.VideoCapture(str(vtest_video))
+def read_frames(video: Path, first: int, count: int) -> list[np.ndarray]:
+    """``count`` BGR frames of ``video`` from frame ``first`` on."""
+    capture = cv2.VideoCapture(str(video))
     try:
-        capture.set(cv2.CAP_PROP_POS_FRAMES, FIRST_FRAME)
+        capture.set(cv2.CAP_PROP_POS_FRAMES, first)
         out = []
-        for _ in range(N_FRAMES):
+        for _ in range(count):
             ok, frame = capture.read()
             assert ok
             out.append(frame)
     finally:
         capture.release()
     return out
+
+
+@pytest.fixture(scope="module")
+def frames(vtest_video: Path) -> list[np.ndarray]:
+    return read_frames(vtest_video, FIRST_FRAME, N_FRAMES)
 
 
 @pytest.fixture(scope="module")

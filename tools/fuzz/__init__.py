@@ -12,4 +12,4 @@ command line. Import it with ``tools/`` on ``sys.path`` (``run.py`` and tests/te
 from __future__ import annotations
 
 KINDS = ("detector", "interactor", "vittrack", "nanotrack", "ostrack", "sam2-tracker", "xmem",
-         "reid", "sam3", "state", "prompts")
+         "bytetrack", "reid", "sam3", "state", "prompts")

@@ -228,7 +228,7 @@ def mutate_state(text: object, rng: random.Random, *, frames: Frames,
         field = rng.choice(("format", "kind", "version", "digest", "payload", "extra"))
         if field == "kind":
             new = rng.choice(("sot-vittrack", "sot-nanotrack", "sot-ostrack", "vos-sam2",
-                              "vos-xmem", "bytetrack", "", None, 1))
+                              "vos-xmem", "bytetrack", "bytetrack-object", "", None, 1))
         elif field == "version":
             new = rng.choice((0, 2, True, 1.0, "1", None, 2**64))
         elif field == "digest":
@@ -318,4 +318,18 @@ def foreign_states(frames: Frames) -> dict[str, list[str]]:
         tracker.update(Detections(np.array([[10.0 + step, 10, 50, 60], [80, 20, 120, 80]]),
                                   np.array([0.9, 0.8]), np.array([0, 0])))
     out["bytetrack"] = [tracker.to_state()]
+    from autotrack.kalman import KalmanFilterXYAH
+    from autotrack.trackers.given_objects import GivenObject
+
+    kalman = KalmanFilterXYAH().initiate(np.array([[(box[0] + box[2]) / 2,
+                                                    (box[1] + box[3]) / 2,
+                                                    (box[2] - box[0]) / (box[3] - box[1]),
+                                                    box[3] - box[1]]]))[0]
+    rng = np.random.default_rng(3)
+    gallery = rng.normal(size=(3, 256)).astype(np.float32)
+    gallery /= np.linalg.norm(gallery, axis=1, keepdims=True)
+    out["bytetrack-object"] = [
+        GivenObject(kalman, box, "person", 0.9, 0, 4).encode(),
+        GivenObject(kalman, box, "", 0.0, 2, 7, gallery.astype(np.float16),
+                    "person-reid-0248").encode()]
     return out

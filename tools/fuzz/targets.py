@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from autotrack.cvat.nuclio.bytetrack import DEFAULT_MAX_SHAPES as BYTETRACK_MAX_SHAPES
 from autotrack.cvat.nuclio.mask_tracker import DEFAULT_MAX_SHAPES as MASK_MAX_SHAPES
 from autotrack.cvat.nuclio.tracker import DEFAULT_MAX_SHAPES as SOT_MAX_SHAPES
 from fuzz import states as st
@@ -710,6 +711,37 @@ class SotTarget(TrackerTarget):
                         "AUTOTRACK_OSTRACK_CHECKPOINT": None}
 
 
+class ByteTrackTarget(TrackerTarget):
+    """serverless/bytetrack: YOLOX-Nano and ByteTrack's association on vtest frames (people to
+    find), object states that carry the whole filter (no session)."""
+
+    name = function = "bytetrack"
+    state_prefix, kind = "bytetrack", "object"  # its states are "bytetrack-object"
+    max_shapes = BYTETRACK_MAX_SHAPES
+    frame_source = "vtest"
+    frame_size = (384, 288)
+    env = {"AUTOTRACK_BYTETRACK_DETECTOR": None, "AUTOTRACK_BYTETRACK_REID": None,
+           "AUTOTRACK_BYTETRACK_BUFFER": None, "AUTOTRACK_BYTETRACK_MAX_SHAPES": None}
+
+    def op_many(self, request: Request, rng: random.Random) -> str:
+        """Many objects at once: its states hold no session, so continued ones are earlier
+        states as they are (each a separate object to associate)."""
+        others = [text for text, s in self.pool if s == request.size]
+        if not others or rng.random() < 0.4:
+            return super().op_many(request, rng)
+        count = rng.choice((2, 3) if self.quick else (2, 16, self.max_shapes,
+                                                      self.max_shapes + 1))
+        request.body["states"] = [rng.choice(others) for _ in range(count)]
+        request.body["shapes"] = [None] * count
+        return f"{count} earlier states at once"
+
+    def shape(self, rng: random.Random, size: tuple[int, int]) -> Any:
+        shape = super().shape(rng, size)
+        if isinstance(shape, dict) and rng.random() < 0.5:  # a label, known or not
+            shape["label"] = rng.choice(("person", "car", "Person", "unicorn", "", "x" * 300))
+        return shape
+
+
 class MaskTrackerTarget(TrackerTarget):
     max_shapes = MASK_MAX_SHAPES
     state_prefix = "vos"
@@ -881,7 +913,8 @@ class CodecTarget(Target):
 class StateCodecTarget(CodecTarget):
     """:mod:`autotrack.state` through its readers: ``SotState.decode``,
     ``MaskTrackState.decode`` (then its prompt frame, restart prompt and re-encoding),
-    ``ByteTrack.from_state`` (then one update and ``to_state``) and ``decode_state``."""
+    ``ByteTrack.from_state`` (then one update and ``to_state``), ``GivenObject.decode`` (then
+    ``encode``) and ``decode_state``."""
 
     name = "state"
 
@@ -907,10 +940,12 @@ class StateCodecTarget(CodecTarget):
         return request
 
     def run(self, body: Any) -> None:
+        from autotrack.coco import COCO_CLASSES
         from autotrack.detections import Detections
         from autotrack.sot.base import SotState
         from autotrack.state import decode_state, decode_state_jpeg
         from autotrack.trackers.bytetrack import ByteTrack
+        from autotrack.trackers.given_objects import GivenObject
         from autotrack.vos.mask_state import MaskTrackState
 
         reader, text = body["reader"], body["state"]
@@ -932,6 +967,8 @@ class StateCodecTarget(CodecTarget):
             tracker.update(Detections(np.array([[12.0, 10, 52, 60]]), np.array([0.9]),
                                       np.array([0])))
             tracker.to_state()
+        elif reader == "bytetrack-object":
+            GivenObject.decode(text, COCO_CLASSES).encode()
         else:
             decode_state(text, reader, (1,))
 
@@ -1094,6 +1131,8 @@ class PromptsTarget(CodecTarget):
 def make_target(kind: str, data_dir: Path, *, quick: bool = False) -> Target:
     if kind in ("vittrack", "nanotrack", "ostrack"):
         return SotTarget(data_dir, quick=quick, kind=kind)
+    if kind == "bytetrack":
+        return ByteTrackTarget(data_dir, quick=quick)
     if kind in ("sam2-tracker", "xmem"):
         return MaskTrackerTarget(data_dir, quick=quick,
                                  kind="sam2" if kind == "sam2-tracker" else "xmem")

@@ -73,6 +73,7 @@ MAX_GALLERY_BYTES = 8 * 1024  # float16 bytes of one object's gallery (about 11 
 MAX_NAME_CHARS = 200  # a class or embedder name in a state
 GATE = CHI2_95[2]  # appearance re-finding: the centre within the filter's 95% ellipse
 _VELOCITY = slice(4, 8)
+_UNIT_BOX = np.array([0.0, 0.0, 1.0, 1.0])
 _VELOCITY_H = 7
 Box = tuple[float, float, float, float]
 
@@ -89,7 +90,14 @@ class GivenObjectsConfig:
     track_buffer: int = 30  # frames an unmatched object coasts on its prediction, at 30 fps
     frame_rate: float = 30.0
     start_iou: float = 0.5  # a start box takes the class of the detection it overlaps this much
+    # Motion gate: a box whose (cx, cy, a, h) is farther than this squared Mahalanobis
+    # distance from an object's prediction cannot match it (DeepSORT's 95% gate; 0: off).
+    # With no other tracks to claim them, this is what keeps a nearer, larger person crossing
+    # in front of a hidden object from taking its place.
+    motion_gate: float = CHI2_95[4]
     max_appearance_distance: float = 0.3  # Re-ID gate (cosine distance to the gallery)
+    # Answer a found object's matched detection box instead of the Kalman posterior.
+    report_detection_boxes: bool = False
     gallery_size: int = 8  # embeddings kept per object (DeepSORT's budget, made small)
 
     def __post_init__(self) -> None:
@@ -98,6 +106,8 @@ class GivenObjectsConfig:
         if self.track_low_thresh > self.track_high_thresh:
             raise ValueError("track_low_thresh must not exceed track_high_thresh")
         check_buffer(self)
+        if not 0.0 <= self.motion_gate <= 1e6:
+            raise ValueError(f"motion_gate must lie in [0, 1e6], got {self.motion_gate}")
         if not 0.0 <= self.max_appearance_distance <= 2.0:
             raise ValueError("max_appearance_distance must lie in [0, 2], got "
                              f"{self.max_appearance_distance}")
@@ -188,7 +198,7 @@ class GivenObject:
         if len(gallery) and not embedder:
             raise StateError("object state gallery does not name its embedder")
         return cls(kalman=kalman, box=(x1, y1, x2, y2), label=label, score=score, lost=lost,
-                   step=step, gallery=gallery.reshape(len(gallery), -1), embedder=embedder)
+                   step=step, gallery=gallery, embedder=embedder)
 
 
 @dataclass(frozen=True)
@@ -316,6 +326,10 @@ class GivenObjectTracker:
                & (scores <= cfg.track_high_thresh)).nonzero()[0]
         iou = iou_matrix(predicted, boxes) if len(boxes) else np.zeros((n, 0))
         iou[~class_ok] = 0.0
+        if cfg.motion_gate and len(boxes):
+            usable = np.where(valid[:, None], boxes, _UNIT_BOX)  # no 0/0 for broken boxes
+            iou[self.kalman.gating_distance(kalman, xyxy_to_xyah(usable))
+                > cfg.motion_gate] = 0.0
 
         features, appearance = self._appearance(frame, objects, boxes,
                                                 np.concatenate([high, low]))
@@ -362,7 +376,8 @@ class GivenObjectTracker:
         for i, obj in enumerate(objects):
             d = int(match[i])
             if d >= 0:
-                box = _cut(posterior[i], width, height, fallback=obj.box)
+                box = _cut(boxes[d] if cfg.report_detection_boxes else posterior[i], width,
+                           height, fallback=obj.box)
                 gallery = obj.gallery
                 if features is not None and scores[d] > cfg.track_high_thresh:
                     gallery = self._append(obj, features[d])
@@ -372,12 +387,11 @@ class GivenObjectTracker:
                 out.append(ObjectResult(box, state, True, float(scores[d]), d))
                 continue
             now_lost = obj.lost + 1
-            if held[i] or now_lost > cfg.max_time_lost:
-                # held: the filter stops where it is (velocity dropped), the box stays
-                frozen = kalman[i].copy()
-                frozen[_VELOCITY] = 0.0
+            if now_lost > cfg.max_time_lost:
+                # held: the filter stops at the last box (its speeds dropped), the box stays
+                kalman_i = np.array(obj.kalman, dtype=np.float64)
+                kalman_i[_VELOCITY] = 0.0
                 box = obj.box
-                kalman_i = frozen if now_lost > cfg.max_time_lost else kalman[i]
             else:
                 box = _cut(predicted[i], width, height, fallback=obj.box)
                 kalman_i = kalman[i]

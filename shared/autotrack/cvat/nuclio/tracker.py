@@ -117,19 +117,14 @@ class TrackerFunction(LambdaFunction[TrackerRequest]):
             if state is not None:
                 items.append(("continue", self._state(state, i)))
             elif shape is not None:
-                items.append(("init", _shape_box(shape, i)))
+                items.append(("init", shape_box(shape, i)))
             else:
                 raise RequestError(f"'shapes[{i}]' and 'states[{i}]' are both null: nothing to "
                                    "track", field=f"shapes[{i}]")
         image = frame_of(payload, limits)
-        height, width = image.shape[:2]
         for i, (what, value) in enumerate(items):
-            box = value if what == "init" else value.box
-            x1, y1, x2, y2 = box
-            if min(x2, width) - max(x1, 0) < 1 or min(y2, height) - max(y1, 0) < 1:
-                where = f"shapes[{i}]" if what == "init" else f"states[{i}]"
-                raise RequestError(f"'{where}' box {[round(v, 2) for v in box]} does not "
-                                   f"overlap the {width}x{height} image", field=where)
+            check_on_frame(value if what == "init" else value.box, image,
+                           f"shapes[{i}]" if what == "init" else f"states[{i}]")
         return TrackerRequest(image, tuple(items), tuple(
             sorted(str(k) for k in payload if k not in TRACKER_FIELDS)))
 
@@ -237,6 +232,15 @@ def shapes_and_states(payload: Mapping[str, object], max_shapes: int,
     return shapes, states
 
 
+def check_on_frame(box: tuple[float, float, float, float], image: np.ndarray, where: str) -> None:
+    """RequestError unless at least a pixel each way of ``box`` lies on ``image``."""
+    height, width = image.shape[:2]
+    x1, y1, x2, y2 = box
+    if min(x2, width) - max(x1, 0) < 1 or min(y2, height) - max(y1, 0) < 1:
+        raise RequestError(f"'{where}' box {[round(v, 2) for v in box]} does not overlap the "
+                           f"{width}x{height} image", field=where)
+
+
 def optional_list(payload: Mapping[str, object], name: str) -> list | None:
     value = payload.get(name)
     if value is None:
@@ -246,7 +250,9 @@ def optional_list(payload: Mapping[str, object], name: str) -> list | None:
     return value
 
 
-def _shape_box(shape: object, index: int) -> tuple[float, float, float, float]:
+def shape_box(shape: object, index: int) -> tuple[float, float, float, float]:
+    """``shapes[index]`` of a tracker request as x1 y1 x2 y2: bare points or a CVAT rectangle
+    object (upright), or a RequestError."""
     where = f"shapes[{index}]"
     points = shape
     if isinstance(shape, dict):
