@@ -81,9 +81,8 @@ def add_finetune_parser(commands: Any) -> argparse.ArgumentParser:
     source = parser.add_argument_group("where the reviewed boxes come from (one door)")
     source.add_argument("--task", dest="tasks", action="append", type=int, default=[],
                         metavar="TASK_ID", help="a CVAT task (repeatable; its jobs in --states)")
-    source.add_argument("--project", type=int, metavar="PROJECT_ID",
-                        help="every task of a CVAT project (needs 'autotrack task export "
-                             "--project')")
+    source.add_argument("--project", dest="projects", action="append", type=int, default=[],
+                        metavar="PROJECT_ID", help="every task of a CVAT project (repeatable)")
     source.add_argument("--states", default="completed",
                         help="job states that count as reviewed (default completed)")
     source.add_argument("--stages", help="job stages that count as reviewed (default any)")
@@ -93,7 +92,8 @@ def add_finetune_parser(commands: Any) -> argparse.ArgumentParser:
     source.add_argument("--dataset", metavar="DIR",
                         help="a dataset 'autotrack export' or 'autotrack task export' wrote")
     add_dataset_arguments(parser)  # its -o is replaced below
-    parser.add_argument("-o", "--runs", default=DEFAULT_RUNS, metavar="DIR",
+    parser.add_argument("-o", "--runs", "--output", dest="runs", default=DEFAULT_RUNS,
+                        metavar="DIR",
                         help=f"where run folders go: DIR/NAME-rN (default ./{DEFAULT_RUNS})")
     model = parser.add_argument_group("training")
     model.add_argument("--name", required=True,
@@ -257,7 +257,7 @@ def _dataset_argv(args: argparse.Namespace) -> list[str]:
 
 def _door(args: argparse.Namespace) -> str:
     doors = [name for name, given in (
-        ("task", bool(args.tasks or args.project is not None)),
+        ("task", bool(args.tasks or args.projects)),
         ("offline", bool(args.annotations or args.video)),
         ("dataset", bool(args.dataset))) if given]
     if len(doors) != 1:
@@ -289,7 +289,7 @@ def make_dataset(args: argparse.Namespace, current: Round, doors: Doors, out: Te
                 "-o", str(dataset), *_dataset_argv(args)]
     else:
         argv = ["task", "export", *[a for t in args.tasks for a in ("--task", str(t))],
-                *(["--project", str(args.project)] if args.project is not None else []),
+                *[a for p in args.projects for a in ("--project", str(p))],
                 "--states", args.states, *(["--stages", args.stages] if args.stages else []),
                 "-o", str(dataset), *_dataset_argv(args), *_server_argv(args, backup=False)]
     print(f"dataset: {_shown(argv)}", file=out)

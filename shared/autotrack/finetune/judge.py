@@ -157,9 +157,10 @@ def match(gt_classes: np.ndarray, gt_boxes: np.ndarray, classes: np.ndarray,
 
 
 def average_precision(recall: np.ndarray, precision: np.ndarray) -> float:
-    """Area under the precision envelope, interpolated at 101 recall points (COCO)."""
-    mrec = np.concatenate(([0.0], recall, [1.0]))
-    mpre = np.concatenate(([1.0], precision, [0.0]))
+    """Area under the precision envelope, interpolated at 101 recall points (COCO), with
+    ultralytics' sentinels: precision drops to 0 right after the last recall reached."""
+    mrec = np.concatenate(([0.0], recall, [recall[-1] if len(recall) else 1.0], [1.0]))
+    mpre = np.concatenate(([1.0], precision, [0.0], [0.0]))
     mpre = np.flip(np.maximum.accumulate(np.flip(mpre)))
     x = np.linspace(0, 1, 101)
     trapezoid = getattr(np, "trapezoid", None) or np.trapz  # numpy < 2 has trapz only

@@ -209,12 +209,14 @@ def _metrics(trainer: Any) -> dict[str, float]:
             out[str(key)] = float(value)
         except (TypeError, ValueError):
             continue
-    loss = getattr(trainer, "tloss", None)
-    if loss is not None:
-        try:
+    loss = getattr(trainer, "tloss", None)  # a dict of loss items (8.4), a tensor before
+    try:
+        if isinstance(loss, Mapping):
+            out["train/loss"] = float(sum(float(v) for v in loss.values()))
+        elif loss is not None:
             out["train/loss"] = float(loss.sum())
-        except Exception:
-            pass
+    except Exception:  # the progress line then has no loss
+        pass
     return out
 
 
