@@ -253,3 +253,28 @@ def test_xml_reading_keeps_keyframes_only_and_track_attributes_once():
     assert all(a["spec_id"] != role for s in later["shapes"] for a in s["attributes"])
     assert doc.labels == {1: "person", 2: "car"} and doc.tracks[3]["group"] == 2
     assert (doc.frame_count, doc.width, doc.height) == (795, 768, 576)
+
+
+def test_appearance_from_the_video_scores_the_person_pieces(capsys, tmp_path, vtest_video):
+    """With --video, person pieces in a candidate pair are compared on Re-ID embeddings of
+    their end boxes' crops (the reason says how alike they look); --reid none turns it off;
+    --reid-labels chooses the labels."""
+    page = str(tmp_path / "r.html")
+    rc, printed, err = run(capsys, str(FIXTURE), "--video", str(vtest_video), "--review", page)
+    assert rc == 0, err
+    assert re.search(r"appearance: person-reid-0248 embeddings of \d+ person pieces' first and "
+                     r"last 5 boxes \(\d+ frames read\)", printed), printed
+    line = next(x for x in printed.splitlines() if "0 -> 1" in x)
+    look = re.search(r"(same|similar) look \((0\.\d\d)\)", line)
+    assert look and float(look.group(2)) >= 0.7, line  # one person either side of the gap
+    rc, plain, err = run(capsys, str(FIXTURE), "--video", str(vtest_video), "--review", page,
+                         "--reid", "none")
+    assert rc == 0 and "appearance:" not in plain and " look (" not in plain, err
+    assert "--reid none --accept N,N" in plain  # the numbers mean these proposals again
+    rc, cars, err = run(capsys, str(FIXTURE), "--video", str(vtest_video), "--review", page,
+                        "--reid-labels", "car")
+    assert rc == 0 and "appearance: no car piece to compare" in cars, err
+    assert " look (" not in cars
+    rc, _, err = run(capsys, str(FIXTURE), "--video", str(vtest_video), "--review", page,
+                     "--reid", "no-such-model")
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "no-such-model" in err, err

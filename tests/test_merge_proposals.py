@@ -196,9 +196,78 @@ def test_settings_and_frame_rate():
     fast = ProposalConfig().at_frame_rate(50)
     assert (fast.max_gap, fast.max_overlap, fast.velocity_window) == (100, 6, 20)
     for bad in (dict(max_gap=0), dict(min_score=0), dict(max_overlap=-1),
-                dict(calibration=(1.0, 2.0)), dict(switch_jump=0)):
+                dict(calibration=(1.0, 2.0)), dict(appearance_calibration=(1.0, 2.0, 3.0, 4.0)),
+                dict(switch_jump=0)):
         with pytest.raises(ValueError):
             ProposalConfig(**bad)
     with pytest.raises(ValueError, match="fps"):
         ProposalConfig().at_frame_rate(0)
     assert propose_merges([]) == []
+
+
+class _Embedder:
+    """Records each call; one embedding per box: its x1 as a one-hot of 8."""
+
+    dim = 8
+
+    def __init__(self):
+        self.calls = []
+
+    def embed(self, frame, boxes):
+        self.calls.append((int(frame[0, 0, 0]), len(boxes)))
+        out = np.zeros((len(boxes), self.dim), np.float32)
+        out[np.arange(len(boxes)), np.asarray(boxes)[:, 0].astype(int) % self.dim] = 1
+        return out
+
+
+def test_appearance_embeds_the_end_boxes_of_candidate_pieces_frame_by_frame():
+    from autotrack.merge.appearance import (
+        PieceEmbedder,
+        appearance_frames,
+        piece_embeddings,
+        pieces_with_appearance,
+    )
+    from autotrack.tracks import Track
+
+    def piece(track_id, class_id, first, last, x):
+        frames = np.arange(first, last + 1)
+        boxes = np.array([[x + 0.0 * f, 100, x + 40, 220] for f in frames], float)
+        return Track(track_id, class_id, frames, boxes, np.ones(len(frames)))
+
+    tracks = [piece(1, 0, 0, 29, 1), piece(2, 0, 33, 60, 1), piece(3, 1, 0, 29, 300),
+              piece(4, 1, 33, 60, 300), piece(5, 0, 200, 230, 2)]  # 5: no candidate pair
+    labels = {0: "Person", 1: "car"}
+    chosen = pieces_with_appearance(tracks, labels, ["person"])
+    assert [t.track_id for t in chosen] == [1, 2]  # not the cars, not the lone piece
+    assert appearance_frames(chosen, 3) == [0, 1, 2, 27, 28, 29, 33, 34, 35, 58, 59, 60]
+    asked = []
+
+    def frame(index):
+        asked.append(index)
+        return None if index == 59 else np.full((4, 4, 3), index, np.uint8)
+
+    embedder = _Embedder()
+    out = piece_embeddings(chosen, frame, embedder, 3)
+    assert asked == sorted(set(asked)) == appearance_frames(chosen, 3)  # in order, once
+    assert sorted(out) == [1, 2] and out[1].shape == (6, 8) and out[2].shape == (5, 8)
+    assert all(n == 1 for _, n in embedder.calls)
+    # through the door's helper: frames as (index, frame) pairs, one model, a summary
+    door = PieceEmbedder("person-reid-0248", ["person"], lambda frames: (
+        (f, np.full((576, 768, 3), 90, np.uint8)) for f in frames))
+    got = door(tracks, labels, ProposalConfig())
+    assert sorted(got) == [1, 2] and got[1].shape[1] == 256
+    assert door.summary() == ("appearance: person-reid-0248 embeddings of 2 person pieces' "
+                              "first and last 5 boxes (20 frames read)")
+    proposals = propose_merges(tracks, appearance=got)
+    assert {(p.before, p.after) for p in proposals} >= {(1, 2)}
+    joined = next(p for p in proposals if (p.before, p.after) == (1, 2))
+    assert joined.appearance is not None and "same look" in joined.reason
+    none = PieceEmbedder("person-reid-0248", ["dog"], lambda frames: iter(()))
+    assert none(tracks, labels, ProposalConfig()) == {} and "no dog piece" in none.summary()
+
+
+def test_door_default_reid_is_the_reid_default():
+    from autotrack.merge.appearance import DEFAULT_REID
+    from autotrack.reid import DEFAULT_REID as REID_DEFAULT
+
+    assert DEFAULT_REID == REID_DEFAULT

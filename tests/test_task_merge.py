@@ -220,6 +220,50 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(server, tmp_path, case, 
         assert trimmed.rc == 0 and "trimmed: track" in trimmed.out, trimmed.err
 
 
+def test_a_track_of_another_task_is_refused_as_unknown(server, tmp_path):
+    task, labels = make_task(server, "merge-foreign-a")
+    other, other_labels = make_task(server, "merge-foreign-b")
+    mine = person_ids(server, task, labels["person"])
+    foreign = person_ids(server, other, other_labels["person"])[0]
+    assert foreign not in {int(t["id"]) for t in task_tracks(server, task)}
+    def writes_to_either() -> int:  # (a login is a POST too: count the tasks' own)
+        return sum(len(server.recorded(task=t, methods=WRITES)) for t in (task, other))
+
+    writes = writes_to_either()
+    run = run_merge(server, str(task.id), "--join", f"{mine[0]},{foreign}", backups=tmp_path)
+    assert run.rc == 2, run.err
+    assert f"track {foreign} is not a track of this task" in run.err
+    assert len(run.err.strip().splitlines()) == 1
+    assert writes_to_either() == writes
+    assert not list(tmp_path.iterdir())  # no backup, no log
+
+
+def test_a_mask_track_is_refused(server, tmp_path):
+    task, labels = make_task(server, "merge-mask")
+    mask = {"type": "mask", "points": [0.0, 4.0, 10.0, 10.0, 11.0, 11.0], "outside": False}
+    write_task_level(server, task, {"tracks": [{
+        "frame": 10, "label_id": labels["person"], "source": "auto", "group": 0,
+        "attributes": [], "shapes": [{**mask, "frame": 10}, {**mask, "frame": 40},
+                                     {**mask, "frame": 41, "outside": True}]}]})
+    masked = next(int(t["id"]) for t in task_tracks(server, task)
+                  if t["shapes"][0]["type"] == "mask")
+    person = person_ids(server, task, labels["person"])
+    later = next(i for i in person if i != masked and
+                 next(t for t in task_tracks(server, task) if t["id"] == i)["frame"] > 41)
+    writes = len(server.recorded(task=task, methods=WRITES))
+    run = run_merge(server, str(task.id), "--join", f"{masked},{later}", backups=tmp_path)
+    assert run.rc == 2, run.err
+    assert f"track {masked} is a mask track" in run.err
+    assert len(run.err.strip().splitlines()) == 1
+    assert len(server.recorded(task=task, methods=WRITES)) == writes
+    assert not list(tmp_path.iterdir())
+    listed = run_merge(server, str(task.id), "--reid", "none", "-o", str(tmp_path / "p.json"),
+                       backups=tmp_path)  # never proposed either
+    assert listed.rc == 0, listed.err
+    document = json.loads((tmp_path / "p.json").read_text())
+    assert masked not in {p[side] for p in document["proposals"] for side in ("before", "after")}
+
+
 def test_proposals_are_printed_saved_and_applied_unless_the_task_changed(server, tmp_path):
     task, labels = make_task(server, "merge-proposals")
     proposals = tmp_path / "proposals.json"
@@ -264,7 +308,7 @@ def thumbnails(page: str) -> list[np.ndarray]:
 def test_review_page_shows_the_task_frames_and_reads_only_their_chunks(vtest_server,
                                                                        tmp_path):
     task, _ = make_task(vtest_server, "merge-review")
-    run = run_merge(vtest_server, str(task.id), backups=tmp_path)
+    run = run_merge(vtest_server, str(task.id), "--reid", "none", backups=tmp_path)
     assert run.rc == 0, run.err
     document = json.loads((tmp_path / f"task{task.id}-merge-proposals.json").read_text())
     page = (tmp_path / f"task{task.id}-merge-review.html").read_text(encoding="utf-8")
@@ -283,3 +327,37 @@ def test_review_page_shows_the_task_frames_and_reads_only_their_chunks(vtest_ser
 
 def _no_ids(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(without_ids(items), key=lambda x: json.dumps(x, sort_keys=True))
+
+
+def test_appearance_reads_the_chunks_of_the_pieces_ends_only(vtest_server, tmp_path):
+    """With appearance (the default for person), the crops of each person piece's first and
+    last 5 boxes are embedded: the chunks that hold those frames are read (then those of the
+    page's thumbnails), no other; the car is never embedded."""
+    task, labels = make_task(vtest_server, "merge-appearance")
+    run = run_merge(vtest_server, str(task.id), backups=tmp_path)
+    assert run.rc == 0, run.err
+    assert "appearance: person-reid-0248 embeddings of 3 person pieces' first and last 5 " \
+        "boxes (30 frames read)" in run.out, run.out
+    document = json.loads((tmp_path / f"task{task.id}-merge-proposals.json").read_text())
+    assert document["proposals"] and all("look (" in p["reason"]
+                                         for p in document["proposals"])
+    person = [t for t in task_tracks(vtest_server, task) if t["label_id"] == labels["person"]]
+    ends = set()
+    for track in person:
+        shown_frames = sorted(shown(track))
+        ends |= set(shown_frames[:5]) | set(shown_frames[-5:])
+    page = (tmp_path / f"task{task.id}-merge-review.html").read_text(encoding="utf-8")
+    thumbs = {int(f) for f in re.findall(r"frame (\d+)</figcaption>", page)}
+    chunks = [int(r.query["number"][0])
+              for r in vtest_server.recorded(task=task, route="task_data")]
+    size = task.chunk_size
+    appearance_chunks = sorted({f // size for f in ends})
+    assert chunks == appearance_chunks + sorted({f // size for f in thumbs})
+    # the same with --reid none: motion only, no appearance chunk read
+    before = len(vtest_server.recorded(task=task, route="task_data"))
+    plain = run_merge(vtest_server, str(task.id), "--reid", "none", "-o",
+                      str(tmp_path / "plain.json"), backups=tmp_path)
+    assert plain.rc == 0 and "appearance:" not in plain.out, plain.err
+    assert "look (" not in (tmp_path / "plain.json").read_text()
+    assert len(vtest_server.recorded(task=task, route="task_data")) - before == \
+        len({f // size for f in thumbs})

@@ -58,6 +58,7 @@ SEQUENCES = ("TUD-Campus", "TUD-Stadtmitte")
 HELD_OUT = ("MOT17-02-FRCNN", "MOT17-04-FRCNN", "MOT17-09-FRCNN")
 CONFIDENCES = (0.5, 0.7, 0.8, 0.9, 0.95)
 MISS_RATES = (0.15, 0.3)
+APPEARANCE_ENDS = 5  # boxes at each end of a piece whose Re-ID embeddings are averaged
 
 
 @dataclass(frozen=True)
@@ -70,10 +71,16 @@ class Case:
     fps: float = 25.0
     detections: list | None = None  # with embeddings: rendered scenes, for appearance
     embeddings: list[np.ndarray] | None = None
+    pixels: tuple[str, int] | None = None  # (sequence, seed): crops from its rendered frames
+    seed: int = 0
 
-    def appearance(self, tracks: Sequence[Track], ends: int = 5) -> dict[int, np.ndarray] | None:
+    def appearance(self, tracks: Sequence[Track], ends: int = APPEARANCE_ENDS
+                   ) -> dict[int, np.ndarray] | None:
         """Per track, the embeddings of the detections its first and last ``ends`` boxes
-        stand for (IoU >= 0.7), or None without embeddings."""
+        stand for (IoU >= 0.7), or of those boxes' crops of the rendered frames (``pixels``),
+        or None without either."""
+        if self.pixels is not None:
+            return pixel_appearance(self.pixels, tracks, ends)
         if self.embeddings is None:
             return None
         out = {}
@@ -94,6 +101,67 @@ class Case:
 
 
 # ----------------------------------------------------------------------------- inputs
+_FRAMES: dict[tuple[str, int], list[np.ndarray]] = {}
+
+
+def _rendered_frames(sequence: str, seed: int) -> list[np.ndarray]:
+    """The rendered frames of one scene (crossing_scenes.render), the last scene kept."""
+    if (sequence, seed) not in _FRAMES:
+        from crossing_scenes import render
+
+        _FRAMES.clear()
+        _FRAMES[(sequence, seed)] = [frame for frame, _, _ in render(sequence, seed)]
+    return _FRAMES[(sequence, seed)]
+
+
+_EMBEDDED: dict[tuple, np.ndarray] = {}  # (sequence, seed, frame, box) -> embedding
+
+
+def pixel_appearance(pixels: tuple[str, int], tracks: Sequence[Track], ends: int
+                     ) -> dict[int, np.ndarray]:
+    """Per track, person-reid-0248 embeddings of its first and last ``ends`` boxes cut from
+    the rendered frames of the TUD scene (boxes scaled to the background, as rendered)."""
+    from crossing_scenes import SCALE, _embedder
+
+    from autotrack.reid import crop_batch
+
+    frames = _rendered_frames(*pixels)
+    embedder = _embedder()
+    wanted: dict[int, list[tuple]] = {}
+    todo: dict[tuple, np.ndarray] = {}
+    for track in tracks:
+        n = len(track.frames)
+        picks = np.unique(np.r_[np.arange(min(ends, n)), np.arange(max(0, n - ends), n)])
+        keys = []
+        for k in picks.tolist():
+            f = int(track.frames[k])
+            if f >= len(frames):
+                continue
+            box = np.round(track.boxes[k] * SCALE, 1)
+            key = pixels + (f, tuple(box.tolist()))
+            keys.append(key)
+            if key not in _EMBEDDED and key not in todo:
+                todo[key] = box
+        wanted[track.track_id] = keys
+    crops, where = [], []
+    for key, box in todo.items():
+        crop, valid = crop_batch(frames[key[2]], box[None], embedder.input_hw)
+        if valid[0]:
+            crops.append(crop[0])
+            where.append(key)
+        else:
+            _EMBEDDED[key] = np.zeros(embedder.dim, np.float32)
+    if crops:
+        for key, row in zip(where, embedder.embed_crops(np.stack(crops))):
+            _EMBEDDED[key] = row
+    out = {}
+    for track_id, keys in wanted.items():
+        rows = [_EMBEDDED[k] for k in keys if np.any(_EMBEDDED[k])]
+        if rows:
+            out[track_id] = np.asarray(rows)
+    return out
+
+
 def truth_tracks(truth: Truth) -> dict[int, Track]:
     frames: dict[int, list[int]] = {}
     boxes: dict[int, list[np.ndarray]] = {}
@@ -215,17 +283,24 @@ def every_second_frame(truth: Truth) -> Truth:
     return Truth(truth.ids[::2], truth.boxes[::2])
 
 
-def cases(seeds: int, quick: bool, held_out: bool, rendered: int = 0) -> list[Case]:
+def cases(seeds: int, quick: bool, held_out: bool, rendered: int = 0,
+          pixels: bool = False) -> list[Case]:
     out = []
     for name in SEQUENCES[:1] if quick else SEQUENCES:
         truth = mot_truth(name)
-        out += [Case("made pieces", truth, made_pieces(truth, s)) for s in range(seeds)]
+        made = [Case("made pieces", truth, made_pieces(truth, s), seed=s) for s in range(seeds)]
+        tracked = []
         for miss in MISS_RATES[:1] if quick else MISS_RATES:
             noise = DetectorNoise(miss_rate=miss)
-            out += [Case("ByteTrack", truth,
-                         collect_bytetrack(detector_like(truth, s, noise), 25.0))
-                    for s in range(seeds)]
-        out.append(Case("test.txt", truth, mot_tracks(shared_data() / "mot" / name / "test.txt")))
+            tracked += [Case("ByteTrack", truth,
+                             collect_bytetrack(detector_like(truth, s, noise), 25.0), seed=s)
+                        for s in range(seeds)]
+        real = Case("test.txt", truth, mot_tracks(shared_data() / "mot" / name / "test.txt"))
+        out += made + tracked + [real]
+        if pixels:  # the same pieces, with appearance from the rendered scene of seed s
+            for s in range(seeds):
+                out += [replace(c, family=c.family + " + pixels", pixels=(name, s), seed=s)
+                        for c in [made[s]] + tracked[s::seeds] + [real]]
     if held_out:
         for name in HELD_OUT:
             truth = mot_truth(name)
@@ -242,7 +317,7 @@ def cases(seeds: int, quick: bool, held_out: bool, rendered: int = 0) -> list[Ca
                 scene = crossing_scene(name, seed)
                 out.append(Case("rendered ByteTrack + Re-ID", scene.truth,
                                 collect_bytetrack(scene.detections, 25.0), 25.0,
-                                scene.detections, scene.embeddings))
+                                scene.detections, scene.embeddings, seed=seed))
     return out
 
 
@@ -300,9 +375,18 @@ class Outcome:
     score: np.ndarray
     lead: np.ndarray
     jumped: np.ndarray
+    appearance: np.ndarray  # per proposal, nan without embeddings
+    gap: np.ndarray
+    after_refine: dict[str, np.ndarray]  # the same columns (and right) for the proposals
+    # made on refine's output
     needed: int  # joins a person would have to find by hand in the pieces
     needed_after_refine: int
     metrics: dict[str, dict[str, float]]  # row -> IDF1, HOTA
+
+
+def _column(proposals, name: str) -> np.ndarray:
+    return np.array([np.nan if getattr(p, name) is None else float(getattr(p, name))
+                     for p in proposals], dtype=np.float64)
 
 
 def run_case(case: Case, config: ProposalConfig, min_confidence: float,
@@ -316,38 +400,96 @@ def run_case(case: Case, config: ProposalConfig, min_confidence: float,
     right = np.array([identity[p.before] == identity[p.after] >= 0 for p in proposals], bool)
     refined = refine_tracks(case.tracks, config=refine_config).tracks
     refined_identity = identities(refined, case.truth)
+    on_refined = propose_merges(refined, appearance=case.appearance(refined),
+                                config=proposal_config)
     rows: dict[str, dict[str, float]] = {}
     if metrics:
         joined = apply_proposals(case.tracks, proposals, min_confidence=min_confidence)[0]
-        on_refined = propose_merges(refined, appearance=case.appearance(refined),
-                                    config=proposal_config)
         both = apply_proposals(refined, on_refined, min_confidence=min_confidence)[0]
         for row, tracks in (("pieces", case.tracks), ("refine", refined),
                             ("proposals", refine_tracks(joined, config=fill).tracks),
                             ("refine + proposals", refine_tracks(both, config=fill).tracks)):
             m = tracking_metrics(case.truth, per_frame(tracks, case.truth.frames))
             rows[row] = {"IDF1": m["IDF1"], "HOTA": m["HOTA"]}
+    refined_right = np.array([refined_identity[p.before] == refined_identity[p.after] >= 0
+                              for p in on_refined], bool)
     return Outcome(right, np.array([p.confidence for p in proposals]),
                    np.array([p.score for p in proposals]), np.array([p.lead for p in proposals]),
                    np.array([p.jump >= proposal_config.switch_jump for p in proposals], float),
+                   _column(proposals, "appearance"), _column(proposals, "gap"),
+                   {"right": refined_right, "confidence": _column(on_refined, "confidence"),
+                    "score": _column(on_refined, "score"), "lead": _column(on_refined, "lead"),
+                    "jumped": np.array([p.jump >= proposal_config.switch_jump
+                                        for p in on_refined], float),
+                    "appearance": _column(on_refined, "appearance"),
+                    "gap": _column(on_refined, "gap")},
                    needed_joins(case.tracks, identity),
                    needed_joins(refined, refined_identity), rows)
 
 
-def calibrate(outcomes: Sequence[Outcome]) -> tuple[float, ...]:
-    """Logistic regression of right ~ c0 + c1 logit(score) + c2 lead + c3 jumped (maximum
-    likelihood, a slight ridge)."""
-    score = np.clip(np.concatenate([o.score for o in outcomes]), 1e-6, 1 - 1e-6)
-    x = np.column_stack([np.ones(len(score)), np.log(score / (1 - score)),
-                         np.concatenate([o.lead for o in outcomes]),
-                         np.concatenate([o.jumped for o in outcomes])])
-    y = np.concatenate([o.right for o in outcomes]).astype(float)
+def dump(path: str, all_cases: Sequence[Case], outcomes: Sequence[Outcome]) -> None:
+    """Every proposal, on the pieces (stage 0) and on refine's output (stage 1), with the
+    case's family, seed and number: right, score, lead, jumped, appearance, gap."""
+    columns: dict[str, list] = {k: [] for k in ("family", "seed", "case", "stage", "right",
+                                                 "score", "lead", "jumped", "appearance",
+                                                 "gap", "confidence")}
+    for n, (case, o) in enumerate(zip(all_cases, outcomes)):
+        raw = {"right": o.right, "score": o.score, "lead": o.lead, "jumped": o.jumped,
+               "appearance": o.appearance, "gap": o.gap, "confidence": o.confidence}
+        for stage, part in enumerate((raw, o.after_refine)):
+            k = len(part["right"])
+            columns["family"] += [case.family] * k
+            columns["seed"] += [case.seed] * k
+            columns["case"] += [n] * k
+            columns["stage"] += [stage] * k
+            for name in ("right", "score", "lead", "jumped", "appearance", "gap", "confidence"):
+                columns[name] += list(part[name])
+    np.savez(path, **{k: np.asarray(v) for k, v in columns.items()})
 
+
+def _logit(p: np.ndarray, eps: float) -> np.ndarray:
+    p = np.clip(p, eps, 1 - eps)
+    return np.log(p / (1 - p))
+
+
+def _fit(x: np.ndarray, y: np.ndarray) -> tuple[float, ...]:
+    """Logistic regression (maximum likelihood, a slight ridge)."""
     def loss(c):
         z = x @ c
         return float(np.sum(np.logaddexp(0, z) - y * z) + 1e-3 * c @ c)
 
-    return tuple(float(v) for v in minimize(loss, np.zeros(4), method="BFGS").x)
+    return tuple(float(v) for v in minimize(loss, np.zeros(x.shape[1]), method="BFGS").x)
+
+
+def calibrate(outcomes: Sequence[Outcome]) -> tuple[float, ...]:
+    """right ~ c0 + c1 logit(score) + c2 lead + c3 jumped, on the proposals on the pieces."""
+    score = np.concatenate([o.score for o in outcomes])
+    x = np.column_stack([np.ones(len(score)), _logit(score, 1e-6),
+                         np.concatenate([o.lead for o in outcomes]),
+                         np.concatenate([o.jumped for o in outcomes])])
+    return _fit(x, np.concatenate([o.right for o in outcomes]).astype(float))
+
+
+def _rows(outcomes: Sequence[Outcome]) -> dict[str, np.ndarray]:
+    """Every proposal of these outcomes, on the pieces and on refine's output."""
+    parts = [{"right": o.right, "score": o.score, "lead": o.lead, "jumped": o.jumped,
+              "appearance": o.appearance, "confidence": o.confidence} for o in outcomes]
+    parts += [o.after_refine for o in outcomes]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def appearance_features(rows: dict[str, np.ndarray]) -> np.ndarray:
+    return np.column_stack([np.ones(len(rows["score"])), _logit(rows["score"], 1e-6),
+                            rows["lead"], rows["jumped"], _logit(rows["appearance"], 1e-3)])
+
+
+def calibrate_appearance(outcomes: Sequence[Outcome]) -> tuple[float, ...]:
+    """right ~ a0 + a1 logit(score) + a2 lead + a3 jumped + a4 logit(appearance), on the
+    proposals with appearance, on the pieces and on refine's output."""
+    rows = _rows(outcomes)
+    has = np.isfinite(rows["appearance"])
+    rows = {k: v[has] for k, v in rows.items()}
+    return _fit(appearance_features(rows), rows["right"].astype(float))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -361,18 +503,36 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="also MOT17-02/04/09, ByteTrack on public detections (30 fps)")
     parser.add_argument("--rendered", type=int, default=0, metavar="S",
                         help="also ByteTrack + Re-ID appearance on rendered scenes, seeds 0..S-1")
+    parser.add_argument("--pixels", action="store_true",
+                        help="also the TUD inputs with appearance: Re-ID of their boxes' crops "
+                             "of the rendered TUD scenes (crossing_scenes.render, seed s)")
+    parser.add_argument("--dump", metavar="NPZ",
+                        help="save every proposal's features (for fitting the calibration)")
     args = parser.parse_args(argv)
     seeds = args.seeds or (1 if args.quick else 10)
     started = time.perf_counter()
     config = ProposalConfig()
-    all_cases = cases(seeds, args.quick, args.held_out, args.rendered)
+    all_cases = cases(seeds, args.quick, args.held_out, args.rendered, args.pixels)
     outcomes = [run_case(c, config, DEFAULT_MIN_CONFIDENCE) for c in all_cases]
+    if args.dump:
+        dump(args.dump, all_cases, outcomes)
     families = list(dict.fromkeys(c.family for c in all_cases))
-    fitted = None
+    fitted = fitted_appearance = None
     if args.calibrate:
         tud = [o for c, o in zip(all_cases, outcomes)
-               if "held out" not in c.family and "rendered" not in c.family]
+               if "held out" not in c.family and "rendered" not in c.family
+               and "pixels" not in c.family]
         fitted = calibrate(tud)
+        # appearance: fitted on the pixel inputs of the first half of the seeds, checked on
+        # the second half and on the rendered scenes (another detector's boxes)
+        half = max(1, seeds // 2)
+        fit_on = [(c, o) for c, o in zip(all_cases, outcomes)
+                  if c.family.endswith("+ pixels") and c.seed < half]
+        check = [(c, o) for c, o in zip(all_cases, outcomes)
+                 if (c.family.endswith("+ pixels") and c.seed >= half)
+                 or c.family.startswith("rendered")]
+        if fit_on:
+            fitted_appearance = calibrate_appearance([o for _, o in fit_on])
 
     print(header("Merge proposals: precision, recall, IDF1/HOTA before and after"))
     print(f"Default confidence {DEFAULT_MIN_CONFIDENCE}; seeds 0..{seeds - 1} per made / "
@@ -418,6 +578,31 @@ def main(argv: Sequence[str] | None = None) -> None:
         right = np.concatenate([o.right for o in tud])
         print(f"\ncalibration fitted on {len(right)} proposals ({int(right.sum())} right): "
               "calibration=(" + ", ".join(f"{v:.2f}" for v in fitted) + ")")
+    if fitted_appearance is not None:
+        right = _rows([o for _, o in fit_on])["right"]
+        print(f"\nappearance calibration fitted on the pixel inputs, seeds 0..{half - 1} "
+              f"({len(right)} proposals on the pieces and after refine, {int(right.sum())} "
+              "right): appearance_calibration=("
+              + ", ".join(f"{v:.2f}" for v in fitted_appearance) + ")")
+        print("checked on seeds >= {half} and the rendered scenes (proposals on the pieces and "
+              "after refine), with the fitted and with the current calibration:\n"
+              .replace("{half}", str(half)))
+        table = []
+        for family in dict.fromkeys(c.family for c, _ in check):
+            rows = _rows([o for c, o in check if c.family == family])
+            has = np.isfinite(rows["appearance"])
+            z = appearance_features({k: v[has] for k, v in rows.items()}) @ \
+                np.array(fitted_appearance)
+            refit = 1 / (1 + np.exp(-z))
+            right = rows["right"][has]
+            for level in (0.8, 0.9, 0.95):
+                cells = [family, f"{level:.2f}"]
+                for conf in (refit, rows["confidence"][has]):
+                    shown = conf >= level
+                    cells += [f"{int(right[shown].sum())} / {int(shown.sum())}"]
+                table.append(cells)
+        print(markdown_table(["input", "confidence >=", "right / shown (fitted)",
+                              "right / shown (current)"], table))
     print(f"\n(total {time.perf_counter() - started:.0f} s)")
 
 

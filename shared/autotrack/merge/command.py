@@ -9,7 +9,10 @@ element as it was (:mod:`autotrack.cvat_xml`):
   the review page (:mod:`autotrack.merge.review`; thumbnails from ``--video``);
 * ``--apply`` merges those at or above ``--min-confidence``, ``--accept N,N`` exactly those
   (the numbers as printed; give the same ``--video``, whose frame rate scales the proposal
-  settings), ``--join ID,ID`` the tracks named, into ``-o OUT.xml``.
+  settings), ``--join ID,ID`` the tracks named, into ``-o OUT.xml``;
+* with ``--video``, pieces of a person (``--reid-labels``) are compared on appearance too:
+  Re-ID embeddings (``--reid``, default person-reid-0248; ``none`` turns it off) of the crops
+  of their first and last boxes (:mod:`autotrack.merge.appearance`).
 
 Bad input is one line (``autotrack: error: ...``) and nothing is written.
 """
@@ -130,14 +133,27 @@ def _review(doc: Any, args: argparse.Namespace, listing: Any, source: Any,
     return write_atomically(path, page.encode("utf-8")), how
 
 
+def _embed(args: argparse.Namespace, source: Any) -> Any:
+    """Appearance from ``--video``'s frames for the labels of ``--reid-labels``, or None."""
+    from autotrack.merge.appearance import PieceEmbedder, appearance_labels
+    from autotrack.merge.listing import uses_appearance
+
+    if source is None or not uses_appearance(args):
+        return None
+    return PieceEmbedder(str(args.reid), appearance_labels(args.reid_labels), source.frames_at)
+
+
 def _fps(args: argparse.Namespace, source: Any) -> float | None:
     return args.fps or (source.info.fps if source is not None else None)
 
 
 def _same_settings(args: argparse.Namespace) -> list[str]:
     """The options that make ``--accept``'s numbers mean the same proposals again."""
+    from autotrack.merge.listing import reid_settings
+
     words = ["--video", str(args.video)] if args.video else []
-    return words + (["--fps", f"{args.fps:g}"] if args.fps else [])
+    words += ["--fps", f"{args.fps:g}"] if args.fps else []
+    return words + (reid_settings(args) if args.video else [])
 
 
 def run_merge_file(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -169,9 +185,12 @@ def run_merge_file(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.join:
         groups = [parse_ids(args.join, "--join")]
     else:
-        listing = list_proposals(doc.tracks, doc.labels, fps=_fps(args, source))
+        embed = _embed(args, source)
+        listing = list_proposals(doc.tracks, doc.labels, fps=_fps(args, source), embed=embed)
         if not writes:
             print_proposals(listing.rows, out)
+            if embed is not None:
+                print(embed.summary(), file=out)
             output = Path(args.output) if args.output else \
                 source_path.with_name(f"{source_path.stem}-merged.xml")
             page, how = _review(doc, args, listing, source, output)

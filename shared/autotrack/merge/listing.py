@@ -12,11 +12,13 @@ track ids to join.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from autotrack.errors import InputError
+from autotrack.merge.appearance import DEFAULT_APPEARANCE_LABELS, DEFAULT_REID, \
+    appearance_labels
 from autotrack.tracks import Track
 
 NOT_JOINABLE = frozenset({"mask", "skeleton", "cuboid"})
@@ -44,6 +46,29 @@ def add_choice_arguments(parser: argparse.ArgumentParser, *, accept: str) -> Non
     parser.add_argument("--trim", action="store_true",
                         help="where two pieces are shown on the same frames, cut the shorter "
                              "one there (default: refuse, naming the frames)")
+    parser.add_argument("--reid", default=DEFAULT_REID, metavar="MODEL",
+                        help="appearance for the proposals: the Re-ID model whose embeddings "
+                             "of the crops at each piece's ends are compared, for the labels "
+                             f"of --reid-labels (default {DEFAULT_REID}; person-reid-0287, a "
+                             "Re-ID .onnx or a torchreid checkpoint; 'none': motion only)")
+    parser.add_argument("--reid-labels", metavar="LABEL,...",
+                        help="the labels scored on appearance too (default: "
+                             f"{','.join(DEFAULT_APPEARANCE_LABELS)}; the Re-ID models are "
+                             "trained on pedestrians)")
+
+
+def reid_settings(args: argparse.Namespace) -> list[str]:
+    """The appearance options as given (for a printed command that proposes the same)."""
+    words = [] if args.reid == DEFAULT_REID else ["--reid", str(args.reid)]
+    return words + (["--reid-labels", args.reid_labels] if args.reid_labels else [])
+
+
+def uses_appearance(args: argparse.Namespace) -> bool:
+    return str(args.reid).lower() not in ("none", "off", "") and \
+        bool(appearance_labels(args.reid_labels))
+
+
+Embed = Callable[[Sequence[Track], Mapping[int, str], Any], Mapping[int, Any]]
 
 
 def joinable(track: Mapping[str, Any]) -> bool:
@@ -53,9 +78,11 @@ def joinable(track: Mapping[str, Any]) -> bool:
 
 
 def list_proposals(tracks: Mapping[int, Mapping[str, Any]], labels: Mapping[int, str], *,
-                   fps: float | None = None) -> Listing:
+                   fps: float | None = None, embed: Embed | None = None) -> Listing:
     """Proposals over ``tracks`` (track id -> CVAT track JSON), numbered from 1 best first.
-    ``fps`` scales the proposal settings (made for 25 frames/s); None keeps them."""
+    ``fps`` scales the proposal settings (made for 25 frames/s); None keeps them. ``embed``
+    (pieces, labels, config) gives the appearance embeddings of the pieces it chooses
+    (:mod:`autotrack.merge.appearance`); None: motion only."""
     from autotrack.merge.cvat_tracks import track_boxes
     from autotrack.merge.proposals import ProposalConfig, propose_merges
 
@@ -63,7 +90,8 @@ def list_proposals(tracks: Mapping[int, Mapping[str, Any]], labels: Mapping[int,
     boxes = [track_boxes(t, i, int(t["label_id"])) for i, t in sorted(tracks.items())
              if joinable(t)]
     boxes = [b for b in boxes if len(b.frames)]
-    proposals = propose_merges(boxes, config=config)
+    appearance = embed(boxes, labels, config) if embed is not None else None
+    proposals = propose_merges(boxes, appearance=appearance, config=config)
     rows = [{"number": n, "before": p.before, "after": p.after,
              "label": labels.get(p.class_id, str(p.class_id)), "gap": p.gap,
              "confidence": round(float(p.confidence), 3), "reason": p.reason}
@@ -130,5 +158,5 @@ def chains(pairs: Sequence[tuple[int, int]]) -> list[list[int]]:
     return out
 
 
-__all__ = ["Listing", "add_choice_arguments", "chains", "chosen", "joinable", "list_proposals", "parse_ids",
-           "print_proposals"]
+__all__ = ["Listing", "add_choice_arguments", "chains", "chosen", "joinable", "list_proposals",
+           "parse_ids", "print_proposals", "reid_settings", "uses_appearance"]

@@ -44,7 +44,11 @@ piece jumps by ``switch_jump`` or more says so in its reason and gets a lower co
 calibration of score, lead and the jump flag, fitted on the merge benchmark
 (``tools/bench/merge.py --calibrate``: pieces made from the TUD-Campus and TUD-Stadtmitte
 ground truth and ByteTrack's real output on detector-like detections of them), so that 0.9
-means about 9 in 10 such proposals were right there. See docs/merge.md for the figures.
+means about 9 in 10 such proposals were right there. Where both pieces have embeddings the
+confidence has a calibration of its own, ``appearance_calibration``: the same terms plus
+``a4 * logit(appearance)``, fitted on the same inputs with appearance from Re-ID of their
+boxes' crops (``--calibrate --pixels``: half the seeds, checked on the other half and on
+rendered scenes). See docs/merge.md for the figures.
 """
 
 from __future__ import annotations
@@ -122,6 +126,10 @@ class ProposalConfig:
     # confidence = sigmoid(c0 + c1 logit(score) + c2 lead + c3 jumped), fitted by
     # `tools/bench/merge.py --calibrate` (see docs/merge.md)
     calibration: tuple[float, float, float, float] = (-0.53, 0.55, 4.53, -2.76)
+    # where both pieces have embeddings: sigmoid(a0 + a1 logit(score) + a2 lead + a3 jumped
+    # + a4 logit(appearance)), fitted by `tools/bench/merge.py --calibrate --pixels`
+    appearance_calibration: tuple[float, float, float, float, float] = (
+        -1.23, 0.33, 3.61, -2.79, 1.62)
 
     def __post_init__(self) -> None:
         if self.max_gap < 1:
@@ -135,6 +143,8 @@ class ProposalConfig:
         _check_motion_settings(self)
         if len(self.calibration) != 4:
             raise ValueError("calibration holds four coefficients (c0, c1, c2, c3)")
+        if len(self.appearance_calibration) != 5:
+            raise ValueError("appearance_calibration holds five coefficients")
         if not self.switch_jump > 0:
             raise ValueError("switch_jump must be positive")
 
@@ -253,13 +263,32 @@ def _candidates(tracks: Sequence[Track], embeddings: Mapping[int, np.ndarray],
     return out
 
 
+def candidate_track_ids(tracks: Sequence[Track], config: ProposalConfig = ProposalConfig()
+                        ) -> set[int]:
+    """The ids of the pieces in at least one candidate pair (scored without appearance)."""
+    tracks = [t for t in tracks if len(t.frames)]
+    return {tracks[i].track_id for pair in _candidates(tracks, {}, config) for i in pair}
+
+
+def _logit(p: float, eps: float) -> float:
+    p = min(max(p, eps), 1 - eps)
+    return float(np.log(p / (1 - p)))
+
+
 def confidence(score: float, lead: float, jump: float = 0.0,
-               config: ProposalConfig = ProposalConfig()) -> float:
+               config: ProposalConfig = ProposalConfig(), appearance: float | None = None
+               ) -> float:
     """The calibrated probability that a chosen pair is right, from its score, its lead over
-    the best assignment without it and the largest jump inside either piece."""
-    c0, c1, c2, c3 = config.calibration
-    s = min(max(score, 1e-6), 1 - 1e-6)
-    z = c0 + c1 * np.log(s / (1 - s)) + c2 * lead + c3 * float(jump >= config.switch_jump)
+    the best assignment without it, the largest jump inside either piece and, where both
+    pieces have embeddings, their appearance (a calibration of its own)."""
+    jumped = float(jump >= config.switch_jump)
+    if appearance is None:
+        c0, c1, c2, c3 = config.calibration
+        z = c0 + c1 * _logit(score, 1e-6) + c2 * lead + c3 * jumped
+    else:
+        a0, a1, a2, a3, a4 = config.appearance_calibration
+        z = (a0 + a1 * _logit(score, 1e-6) + a2 * lead + a3 * jumped
+             + a4 * _logit(appearance, 1e-3))
     return float(1.0 / (1.0 + np.exp(-z)))
 
 
@@ -324,7 +353,7 @@ def propose_merges(
             a, b = tracks[pair[0]], tracks[pair[1]]
             out.append(Proposal(
                 before=a.track_id, after=b.track_id, class_id=a.class_id, gap=c.gap,
-                confidence=confidence(c.score, lead, c.jump[0], config),
+                confidence=confidence(c.score, lead, c.jump[0], config, c.appearance),
                 reason=_reason(c, lead, rival, config), motion=c.motion, time=c.time,
                 appearance=c.appearance, overlap_trimmed=c.trimmed, score=c.score, lead=lead,
                 jump=c.jump[0]))

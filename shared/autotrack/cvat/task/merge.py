@@ -4,8 +4,10 @@ person to decide, and merge the chosen ones in CVAT without losing an annotation
 Without ``--apply`` or ``--join`` it only reads: it prints the proposals (best first) and
 writes them to a proposals file, which a later ``--apply --proposals FILE`` uses if the tracks
 it names have not changed since, and a review page beside it (:mod:`autotrack.merge.review`,
-thumbnails from the chunks that hold the frames it shows). ``--join 12,15,19`` merges the given tracks, as the UI's
-merge (M) does but across jobs too. Every write is backed up first (the backup ``autotrack
+thumbnails from the chunks that hold the frames it shows). Person pieces are compared on
+appearance too (:mod:`autotrack.merge.appearance`: Re-ID embeddings of the crops of their
+first and last boxes, read from only the chunks that hold those frames; ``--reid none`` off).
+``--join 12,15,19`` merges the given tracks, as the UI's merge (M) does but across jobs too. Every write is backed up first (the backup ``autotrack
 task restore`` takes), done job by job (:mod:`autotrack.cvat.task.merge_plan`), read back and
 checked, and logged: ``--undo LOG`` puts the pieces back and removes the merged track, and
 refuses, naming the track, if someone has edited the merged track since.
@@ -136,7 +138,7 @@ def _propose(task: _Task, args: argparse.Namespace, out: TextIO,
     if args.apply and args.proposals:
         listed = _load_proposals(Path(args.proposals), task)
     else:
-        listing = _fresh_proposals(task, args)
+        listing = _fresh_proposals(task, args, out, err)
         listed = listing.rows
         path = _proposals_path(args, task.task_id)
         _write_json(path, {"format": PROPOSALS_FORMAT, "version": 1,
@@ -155,8 +157,28 @@ def _propose(task: _Task, args: argparse.Namespace, out: TextIO,
                    for p in chosen(listed, args.accept, args.min_confidence)])
 
 
-def _fresh_proposals(task: _Task, args: argparse.Namespace) -> Any:
-    from autotrack.merge.listing import list_proposals
+def _task_frames(task: _Task, err: TextIO) -> Any:
+    """``frames_at`` over the task's frames: only the chunks that hold one are downloaded."""
+    from autotrack.cvat.task.frames import TaskFrames
+
+    target = task.target
+
+    def frames_at(frames: Sequence[int]) -> Any:
+        inside = [f for f in frames if target.first_frame <= f <= target.last_frame
+                  and f not in target.deleted_frames]
+        if not inside:
+            return iter(())
+        return iter(TaskFrames(task.server, target, inside,
+                               warn=lambda line: print(f"warning: {line}", file=err)))
+
+    return frames_at
+
+
+def _fresh_proposals(task: _Task, args: argparse.Namespace, out: TextIO, err: TextIO) -> Any:
+    """The proposals on the task as it is, with appearance (the end frames' chunks read) for
+    the labels of --reid-labels unless --reid none."""
+    from autotrack.merge.appearance import PieceEmbedder, appearance_labels
+    from autotrack.merge.listing import list_proposals, uses_appearance
 
     tracks = task.tracks
     if args.job is not None:
@@ -164,7 +186,14 @@ def _fresh_proposals(task: _Task, args: argparse.Namespace) -> Any:
         if job is None:
             raise InputError(f"job {args.job} is not a job of task {task.task_id}")
         tracks = {i: t for i, t in tracks.items() if _span_inside(t, job.start, job.stop)}
-    return list_proposals(tracks, task.labels)
+    embed = None
+    if uses_appearance(args):
+        embed = PieceEmbedder(str(args.reid), appearance_labels(args.reid_labels),
+                              _task_frames(task, err))
+    listing = list_proposals(tracks, task.labels, embed=embed)
+    if embed is not None:
+        print(embed.summary(), file=out)
+    return listing
 
 
 def _write_review(task: _Task, args: argparse.Namespace, listing: Any, proposals: Path,
@@ -174,21 +203,15 @@ def _write_review(task: _Task, args: argparse.Namespace, listing: Any, proposals
     import shlex
 
     from autotrack.cvat.task.commands import DEFAULT_BACKUP_DIR
-    from autotrack.cvat.task.frames import TaskFrames
     from autotrack.files import write_atomically
     from autotrack.merge.review import forward_frames, needed_frames, review_page
 
     target = task.target
-    frames = [f for f in needed_frames(listing.rows, listing.pieces)
-              if target.first_frame <= f <= target.last_frame
-              and f not in target.deleted_frames]
     words = ["autotrack", "task", "merge", str(task.task_id), "--apply", "--proposals",
              str(proposals), "--server-host", task.server.url]
     if args.backup_dir != DEFAULT_BACKUP_DIR:
         words += ["--backup-dir", str(args.backup_dir)]
-    stream = iter(TaskFrames(task.server, target, frames,
-                             warn=lambda line: print(f"warning: {line}", file=err))) \
-        if frames else iter(())
+    stream = _task_frames(task, err)(needed_frames(listing.rows, listing.pieces))
     try:
         page = review_page(listing.rows, listing.pieces, forward_frames(stream),
                            title=f"task {task.task_id} {target.name!r} on {task.server.url}",
