@@ -3,6 +3,7 @@ many of the needed joins they find, and what applying them does to IDF1 and HOTA
 ``refine_tracks`` alone.
 
 Run: python tools/bench/merge.py [--quick] [--seeds S] [--calibrate] [--held-out] [--rendered S]
+     [--pixels] [--dump NPZ]
 
 Inputs, TUD-Campus and TUD-Stadtmitte (MOT15, 25 fps), scored against their ground truth:
 
@@ -23,6 +24,12 @@ Inputs, TUD-Campus and TUD-Stadtmitte (MOT15, 25 fps), scored against their grou
 second frame); nothing was tuned on them. ``--rendered S`` adds ByteTrack on the rendered
 TUD scenes of ``crossing_scenes.py`` (YOLOX-Nano on pixels, seeds 0..S-1) with appearance:
 each piece's person-reid-0248 embeddings of the detections under its first and last 5 boxes.
+``--pixels`` adds the three TUD inputs again with appearance, as the merge doors compute it:
+person-reid-0248 embeddings of the crops of each piece's first and last 5 boxes, cut from the
+rendered TUD scene of seed s (``crossing_scenes.render``; TUD itself has no pixels here).
+``--calibrate`` fits the motion calibration (TUD inputs without appearance) and the appearance
+calibration (the ``+ pixels`` inputs of the first half of the seeds, on the pieces and after
+refine) and checks the latter on the second half and the rendered scenes.
 
 A piece's identity is the ground-truth id its boxes match (IoU >= 0.5, one-to-one per frame)
 on more than half of its frames; a proposal is right when both pieces have the same
