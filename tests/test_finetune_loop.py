@@ -150,6 +150,10 @@ def test_new_model_annotates_by_name_and_its_onnx_runs(env, excerpt, first_round
     onnx = load_detector(str(env.models / "vtest-r1.onnx"))
     assert onnx.class_names == ("person",)
     onnx.detect(excerpt.images[0])
+    from autotrack.cvat.sdk.detection import create_ultralytics  # functions/ultralytics.py
+
+    function = create_ultralytics("vtest-r1")
+    assert [label.name for label in function.spec.labels] == ["person"]
     capsys.readouterr()
     assert main(["models", "list"]) == 0
     listed = capsys.readouterr().out

@@ -117,7 +117,7 @@ def main() -> int:
           f"yolo11n.yaml from scratch, imgsz {args.imgsz}, batch {args.batch}, "
           f"{args.threads} torch thread(s).\n")
     rows = [(epoch, f"{m50:.3f}", f"{m5095:.3f}") for epoch, m50, m5095 in curve]
-    print(markdown_table(["epoch", "val mAP50", "val mAP50-95"], rows))
+    print(markdown_table(["epoch", "val mAP50", "val mAP50-95"], rows, [True, True, True]))
     new = judged["verdict"]["new"]
     base = judged["verdict"]["base"]
     print(f"\njudge (best.pt, our scorer): mAP50 {new['mAP50']:.3f}, mAP50-95 "
