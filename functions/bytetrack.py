@@ -5,7 +5,7 @@ Register it with CVAT, then serve CVAT's interactive tracking requests from this
 `cvat-cli function run-agent FUNCTION_ID --function-file functions/bytetrack.py [-p NAME=TYPE:VALUE]`.
 
 Parameters (`-p name=type:value`): detector=str:yolox-nano (a registry name or model file),
-device=str:cuda, reid=str:person-reid-0248 (an appearance gallery per object), label=str:person
+device=str:cuda, reid=str: (no appearance gallery; default person-reid-0248), label=str:person
 (restrict every object to one class; default: each object's class from the detection its
 rectangle overlaps), track_buffer=int:30 (frames a lost object coasts), report_lost=bool:false
 (None for an object no detection matched, instead of its coasting box). Tracks rectangles only.

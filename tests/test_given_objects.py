@@ -11,6 +11,7 @@ import pytest
 
 from autotrack.detections import Detections
 from autotrack.errors import StateError
+from autotrack.geometry import xyah_to_xyxy
 from autotrack.trackers.given_objects import (
     MAX_OBJECT_STATE_BYTES,
     GivenObject,
@@ -91,6 +92,22 @@ def test_a_start_takes_the_class_of_the_detection_it_overlaps():
     labelled = GivenObjectTracker(Scripted())
     start(labelled, Start(walk(10), "person"))
     assert labelled.detector.calls == 0  # nothing to learn from a detector
+
+
+def test_answers_keep_the_way_the_person_draws_boxes():
+    """A box drawn looser than the detector's keeps its margins on every answer; the filter
+    follows the detections themselves."""
+    tracker = GivenObjectTracker(Scripted([dets((20, 50, 50, 130, 0.9, 0))]))
+    (state,) = start(tracker, Start((17, 46, 53, 138)))  # 10% of the width, 5%/10% height
+    assert state.margin == pytest.approx((-0.1, -0.05, 0.1, 0.1))
+    assert xyah_to_xyxy(state.kalman[None, :4])[0].tolist() == pytest.approx([20, 50, 50, 130])
+    results = run(tracker, [dets((24, 50, 54, 130, 0.9, 0))], [state])
+    assert results[0][0].box == pytest.approx((21, 46, 57, 138))
+    plain = GivenObjectTracker(Scripted([dets((20, 50, 50, 130, 0.9, 0))]),
+                               GivenObjectsConfig(report_detection_boxes=False))
+    (state,) = start(plain, Start((17, 46, 53, 138)))
+    (posterior,) = run(plain, [dets((24, 50, 54, 130, 0.9, 0))], [state])[0]
+    assert 17 < posterior.box[0] < 21  # the filter's box, lagging, in the drawn margins
 
 
 def test_two_stages_coasting_and_refinding_within_the_buffer():
@@ -233,6 +250,7 @@ def _tampered(state: GivenObject, **changes) -> str:
     ({"gallery": ndarray_spec(np.ones((2, 4)), "<f2")}, "unit length"),
     ({"gallery": ndarray_spec(np.zeros((17, 4)), "<f2")}, "more than"),
     ({"gallery": ndarray_spec(np.zeros((1, 4)), "<f2"), "embedder": ""}, "embedder"),
+    ({"margin": ndarray_spec([0, 0, 2, 0])}, "margin"),
 ], ids=lambda v: v if isinstance(v, str) else None)
 def test_tampered_states_are_refused(changes, words):
     (state,) = start(GivenObjectTracker(Scripted()), Start(walk(20), "person"))

@@ -1,9 +1,14 @@
-"""Single-object trackers (issue 5): VitTrack, NanoTrack and an OSTrack with random tiny weights
+"""Single-object trackers (issue 5) and the detection-driven tracker of given objects (issue 15):
+VitTrack, NanoTrack, an OSTrack with random tiny weights, and YOLOX-Nano + ByteTrack's
+association (``autotrack.trackers.given_objects``, with and without a person-reid-0248 gallery)
 on one-person sequences cut from the rendered crossing scenes (exact boxes) and from vtest.avi
-(YOLOX-Nano chains, approximate boxes); success AUC, precision@20px, tracker frames/s, and the
-per-call latency of the VitTrack Nuclio handler (CVAT's tracker protocol, JSON in and out).
+(YOLOX-Nano chains, approximate boxes); success AUC, precision@20px, tracker frames/s, the
+per-call latency of the VitTrack Nuclio handler (CVAT's tracker protocol, JSON in and out); the
+35 vtest clips (how often each tracker holds its person on >= 90% of the frames); and the
+ByteTrack Nuclio handler's latency for 1, 10 and 50 objects a request, with its state sizes.
 
 Run: python tools/bench/sot.py [--quick] [--seed S] [--max-sequences N] [--no-vtest]
+     [--no-clips] [--no-latency]
 
 Sequences:
 
@@ -30,6 +35,23 @@ state), the handler (JSON parse, base64 + JPEG decode, state HMAC/digest check a
 VitTrack update, state encode, JSON response) and ``json.loads`` of the answer; the frame's
 JPEG encoding (quality 90) happens before the clock starts. States are HMAC-signed
 (``AUTOTRACK_STATE_KEY`` set to a bench key unless already set), as a deployment should be.
+
+The ByteTrack rows run :class:`GivenObjectSot`: one object per sequence as CVAT's UI would send
+it, the detector's output on a frame shared by every sequence active on it (its time is
+counted once, in the update that ran it), so frames/s is per object-update with the detector
+amortised over the sequences of a frame. Its vtest-chain scores are not independent: the chain
+"truth" is YOLOX-Nano's own boxes, the detector this tracker follows.
+
+**vtest clips** (``--no-clips`` skips them): 35 clips of 100 frames starting at frames 0, 20,
+..., 680; in each, the tallest confident (>= 0.7) person overlapping no other person box is
+the target, its reference the YOLOX-Nano boxes chained by IoU >= 0.3 (as
+tests/test_nuclio_tracker.py does). A tracker *holds* the person when its box has IoU >= 0.5
+with the reference on >= 90% of the frames where the reference has a box.
+
+**Handler latency** (``--no-latency`` skips it): serverless/bytetrack on nuclio_sdk's test
+platform, 1, 10 and 50 objects started on vtest frame 0 (the detector's person boxes, then
+boxes on a grid), then one call per frame for all of them on frames 1-60 (JSON in and out,
+HMAC-signed states); median and p95 per call, and the state sizes.
 """
 
 from __future__ import annotations
@@ -192,6 +214,49 @@ def vtest_frames() -> Iterator[np.ndarray]:
 
 
 # -------------------------------------------------------------------------- trackers
+class GivenObjectSot:
+    """:class:`autotrack.trackers.given_objects.GivenObjectTracker` behind the SOT interface,
+    one object per call (as CVAT's UI sends one drawn object), the detector run once per frame
+    and shared by every sequence active on it."""
+
+    def __init__(self, tracker) -> None:
+        self.tracker = tracker
+        self._frame: np.ndarray | None = None
+        self._detections = None
+
+    def _detections_of(self, frame: np.ndarray):
+        if frame is not self._frame:
+            self._frame, self._detections = frame, self.tracker.detect(frame)
+        return self._detections
+
+    def init(self, frame: np.ndarray, box) -> object:
+        from autotrack.trackers.given_objects import Start
+
+        (result,) = self.tracker.step(frame, [Start(tuple(box))], self._detections_of(frame))
+        return result.state
+
+    def update(self, frame: np.ndarray, state) -> tuple[tuple, float, object]:
+        (result,) = self.tracker.step(frame, [state], self._detections_of(frame))
+        return result.box, result.score, result.state
+
+
+def load_given_object_trackers() -> dict[str, GivenObjectSot]:
+    from autotrack.detectors import load_detector
+    from autotrack.reid import load_embedder
+    from autotrack.trackers.given_objects import GivenObjectTracker
+
+    detector = load_detector("yolox-nano", min_score=0.1)
+    return {
+        BYTETRACK: GivenObjectSot(GivenObjectTracker(detector)),
+        BYTETRACK_REID: GivenObjectSot(GivenObjectTracker(
+            detector, embedder=load_embedder("person-reid-0248"))),
+    }
+
+
+BYTETRACK = "yolox-nano + bytetrack"
+BYTETRACK_REID = "yolox-nano + bytetrack + reid-0248"
+
+
 def load_trackers(seed: int) -> dict[str, object]:
     import torch
 
@@ -206,6 +271,7 @@ def load_trackers(seed: int) -> dict[str, object]:
         "vittrack": load_sot("vittrack"),
         "nanotrack": load_sot("nanotrack"),
         OSTRACK: OSTrackTracker(build_ostrack(tiny_config())),
+        **load_given_object_trackers(),
     }
 
 
@@ -218,16 +284,16 @@ RESET_TO_TRUTH = {OSTRACK}
 
 
 class Handler:
-    """serverless/vittrack/nuclio/main.py on nuclio_sdk's test platform."""
+    """serverless/<function>/nuclio/main.py on nuclio_sdk's test platform."""
 
-    def __init__(self) -> None:
+    def __init__(self, function: str = "vittrack") -> None:
         import logging
 
         import nuclio_sdk
         import nuclio_sdk.test
 
-        path = REPO_ROOT / "serverless" / "vittrack" / "nuclio" / "main.py"
-        name = "autotrack_bench_nuclio_vittrack_main"
+        path = REPO_ROOT / "serverless" / function / "nuclio" / "main.py"
+        name = f"autotrack_bench_nuclio_{function}_main"
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module  # the test platform finds init_context through sys.modules
@@ -315,6 +381,96 @@ def run_set(frames: Iterator[np.ndarray], sequences: list[SotSequence],
     return SetResult(sequences, update_s, updates, latency)
 
 
+# ------------------------------------------------------------------------- vtest clips
+CLIP_STARTS = tuple(range(0, 700, 20))  # 35 clips
+CLIP_LENGTH = 100
+CLIP_IOU = 0.3  # the reference chain's link, as tests/test_nuclio_tracker.py
+HOLD_IOU, HOLD_FRACTION = 0.5, 0.9
+
+
+def vtest_clips() -> list[SotSequence]:
+    """The 35 vtest clips (see the module docstring); gt is the reference chain, NaN where
+    it has no box."""
+    detections = vtest_detections()
+    people = [d.boxes[(d.class_ids == PERSON) & (d.scores >= CHAIN_MIN_SCORE)]
+              for d in detections]
+    out = []
+    for start in CLIP_STARTS:
+        sure = detections[start].boxes[(detections[start].class_ids == PERSON)
+                                       & (detections[start].scores >= CHAIN_START_SCORE)]
+        candidates = sorted(sure, key=lambda b: b[1] - b[3])
+        if not candidates:
+            continue
+        first = next((b for b in candidates
+                      if (iou_matrix(b[None], people[start])[0] > 0).sum() == 1), candidates[0])
+        boxes, prev = [first], first
+        for t in range(start + 1, min(start + CLIP_LENGTH, len(people))):
+            ious = iou_matrix(prev[None], people[t])[0] if len(people[t]) else np.zeros(0)
+            if len(ious) and ious.max() >= CLIP_IOU:
+                prev = people[t][ious.argmax()]
+                boxes.append(prev)
+            else:
+                boxes.append(np.full(4, np.nan))
+        out.append(SotSequence(f"clip/{start}", start, np.array(boxes, dtype=np.float64)))
+    return out
+
+
+def held(sequence: SotSequence, tracker: str) -> bool:
+    truth, pred = sequence.gt[1:], sequence.preds[tracker][1:]
+    known = np.isfinite(truth[:, 0])
+    ious = np.array([iou_matrix(p[None], g[None])[0, 0] for p, g in zip(pred[known],
+                                                                       truth[known])])
+    return bool(len(ious)) and float(np.mean(ious >= HOLD_IOU)) >= HOLD_FRACTION
+
+
+# ------------------------------------------------------------------ ByteTrack handler latency
+LATENCY_OBJECTS = (1, 10, 50)
+LATENCY_FRAMES = 60
+
+
+def start_boxes(detections, count: int, width: int, height: int) -> list[list[float]]:
+    """``count`` start boxes on vtest frame 0: the detector's people, most confident first,
+    then 40x80 boxes on a grid."""
+    people = detections.boxes[(detections.class_ids == PERSON) & (detections.scores >= 0.5)]
+    order = np.argsort(-detections.scores[(detections.class_ids == PERSON)
+                                          & (detections.scores >= 0.5)])
+    boxes = [b.round(1).tolist() for b in people[order]][:count]
+    step = 0
+    while len(boxes) < count:
+        x, y = 20 + 60 * (step % 12), 20 + 100 * (step // 12 % 5)
+        boxes.append([float(x), float(y), float(min(x + 40, width)), float(min(y + 80, height))])
+        step += 1
+    return boxes
+
+
+def handler_latency(quick: bool) -> list[list[object]]:
+    """Per-call latency of serverless/bytetrack for 1, 10 and 50 objects, and state sizes."""
+    handler = Handler("bytetrack")
+    frames = []
+    for t, frame in enumerate(vtest_frames()):
+        if t > (3 if quick else LATENCY_FRAMES):
+            break
+        ok, data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        frames.append(base64.b64encode(data.tobytes()).decode("ascii"))
+    height, width = 576, 768
+    first = vtest_detections()[0]
+    rows = []
+    for count in LATENCY_OBJECTS:
+        boxes = start_boxes(first, count, width, height)
+        answer, _ = handler.call({"image": frames[0], "shapes": boxes, "states": []})
+        states, latency, sizes = answer["states"], [], []
+        for image in frames[1:]:
+            answer, elapsed = handler.call({"image": image, "shapes": [None] * count,
+                                            "states": states})
+            latency.append(elapsed)
+            states = answer["states"]
+            sizes.extend(len(text) for text in states)
+        ms = np.array(latency) * 1000
+        rows.append([count, len(ms), f"{np.median(ms):.1f}", f"{np.percentile(ms, 95):.1f}",
+                     f"{np.median(ms) / count:.2f}", f"{np.mean(sizes):.0f}", max(sizes)])
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
@@ -326,6 +482,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-sequences", type=int, default=None,
                         help="keep at most N sequences per set (longest first)")
     parser.add_argument("--no-vtest", action="store_true", help="skip the vtest chains")
+    parser.add_argument("--no-clips", action="store_true", help="skip the 35 vtest clips")
+    parser.add_argument("--no-latency", action="store_true",
+                        help="skip the ByteTrack handler latency for 1, 10 and 50 objects")
     args = parser.parse_args(argv)
     limit = args.max_sequences
 
@@ -384,6 +543,31 @@ def main(argv: list[str] | None = None) -> None:
         ["tracker", "sequence set", "seqs", "frames", "success AUC", "prec@20px", "frames/s",
          "handler median ms", "handler p95 ms"], rows,
         [False, False, True, True, True, True, True, True, True]))
+
+    if not args.no_clips:
+        clips = vtest_clips()
+        if args.quick:
+            clips = [replace(clips[0], gt=clips[0].gt[:QUICK_FRAMES])]
+        clip_trackers = {name: trackers[name] for name in
+                         ("vittrack", "nanotrack", BYTETRACK, BYTETRACK_REID)}
+        run_set(vtest_frames(), clips, clip_trackers, None)
+        print(f"\n### vtest clips: person held on >= {HOLD_FRACTION:.0%} of frames "
+              f"(IoU >= {HOLD_IOU})\n")
+        clip_rows = []
+        for name in clip_trackers:
+            count = sum(held(c, name) for c in clips)
+            missed = ", ".join(str(c.start) for c in clips if not held(c, name))
+            clip_rows.append([name, f"{count}/{len(clips)}", missed or "—"])
+        print(markdown_table(["tracker", "clips held", "clips not held (start frame)"],
+                             clip_rows, [False, True, False]))
+
+    if not args.no_latency:
+        print("\n### serverless/bytetrack handler latency per call (one detector call for all "
+              "objects)\n")
+        print(markdown_table(
+            ["objects", "calls", "median ms", "p95 ms", "median ms per object",
+             "state bytes mean", "state bytes max"], handler_latency(args.quick),
+            [True] * 7))
 
 
 if __name__ == "__main__":

@@ -19,8 +19,8 @@ CVAT's UI fails the whole batch on a ``null`` shape (see the module docstring of
 :mod:`autotrack.trackers.given_objects`).
 
 Settings (function.yaml ``spec.env``): ``AUTOTRACK_BYTETRACK_DETECTOR`` (registry name or
-model file, default ``yolox-nano``), ``AUTOTRACK_DEVICE``, ``AUTOTRACK_BYTETRACK_REID`` (a Re-ID
-model to keep an appearance gallery per object; empty: off), ``AUTOTRACK_BYTETRACK_BUFFER``
+model file, default ``yolox-nano``), ``AUTOTRACK_DEVICE``, ``AUTOTRACK_BYTETRACK_REID`` (the Re-ID
+model of each object's appearance gallery, default ``person-reid-0248``; empty: off), ``AUTOTRACK_BYTETRACK_BUFFER``
 (frames an object coasts, default 30), ``AUTOTRACK_BYTETRACK_MAX_SHAPES`` (objects per request,
 default 64), ``AUTOTRACK_STATE_KEY`` and the image limits of the detector functions.
 """
@@ -59,12 +59,13 @@ from autotrack.trackers.given_objects import (
 
 DEFAULT_MAX_SHAPES = 64
 DEFAULT_DETECTOR = "yolox-nano"
+DEFAULT_REID = "person-reid-0248"  # AUTOTRACK_BYTETRACK_REID= (empty) turns appearance off
 
 
 @dataclass(frozen=True)
 class ByteTrackSettings:
     track_buffer: int = GivenObjectsConfig.track_buffer
-    reid: str = ""  # a Re-ID model name or file; "" for none
+    reid: str = DEFAULT_REID  # a Re-ID model name or file; "" for none
     max_shapes: int = DEFAULT_MAX_SHAPES
     limits: RequestLimits = field(default_factory=RequestLimits)
 
@@ -75,7 +76,7 @@ class ByteTrackSettings:
             track_buffer=int(env_number(environ, "AUTOTRACK_BYTETRACK_BUFFER",
                                         GivenObjectsConfig.track_buffer, 0, 100_000,
                                         integer=True)),
-            reid=environ.get("AUTOTRACK_BYTETRACK_REID", "").strip(),
+            reid=environ.get("AUTOTRACK_BYTETRACK_REID", DEFAULT_REID).strip(),
             max_shapes=int(env_number(environ, "AUTOTRACK_BYTETRACK_MAX_SHAPES",
                                       DEFAULT_MAX_SHAPES, 1, integer=True)),
             limits=RequestLimits.from_env(environ),

@@ -132,14 +132,14 @@ def create_bytetrack(
     *,
     detector: str = DEFAULT_DETECTOR,
     device: str = "",
-    reid: str = "",
+    reid: str = "person-reid-0248",
     label: str = "",
     track_buffer: int = GivenObjectsConfig.track_buffer,
     report_lost: bool = True,
 ) -> ByteTrackTrackingFunction:
     """``create`` of ``functions/bytetrack.py`` (its parameters are the ``-p`` names): the
-    detector (registry name or model file), its device, an optional Re-ID model for an
-    appearance gallery, a class every object is restricted to (empty: each object's own, from
+    detector (registry name or model file), its device, the Re-ID model of the appearance
+    gallery (empty: none), a class every object is restricted to (empty: each object's own, from
     the detection its start box overlaps), the frames an object coasts, and whether a lost
     object still gets a box."""
     try:
