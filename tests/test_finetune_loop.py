@@ -4,9 +4,13 @@ The offline door (an XML ``autotrack annotate`` wrote on a vtest excerpt, and th
 frames) → dataset → 2 epochs of ``yolo11n.yaml`` at imgsz 64 → report → ONNX → registry →
 ``autotrack annotate --detector <new name>``, with the cvat-sdk made unimportable; a second
 round from the first one's weights re-annotates a test-server task (only the tool's own
-tracks replaced); an interrupted round resumes; a round the judge refuses is published only
-with --force; the Nuclio function swaps in a new round without a redeploy. Everything trained
-goes to tmp_path.
+tracks replaced); the server door (``finetune --task``: a test-server task holding the same
+XML's tracks, two of its three jobs completed) → dataset (the boxes the offline door reads) → 1
+epoch → report → ONNX → registry → ``annotate --detector`` → ``--reannotate`` of a second task
+(only the tool's own unedited tracks replaced; an edited and a manual track kept), and no
+reviewed frames as one line with nothing left; an interrupted round resumes; a round the judge
+refuses is published only with --force; the Nuclio function swaps in a new round without a
+redeploy. Everything trained goes to tmp_path.
 """
 
 from __future__ import annotations
@@ -27,7 +31,6 @@ import yaml
 
 from autotrack.cli import main
 from autotrack.errors import InputError, ModelNotFoundError
-from autotrack.finetune import command as finetune_command
 from autotrack.finetune import judge as judging
 from autotrack.finetune import publish as publishing
 from autotrack.finetune import redeploy
@@ -36,6 +39,7 @@ from autotrack.models import find_spec, published_models, resolve_model, sha256_
 
 from conftest import MODELS_DIR, REPO_ROOT
 from cvat_server import CvatTestServer, FrameStore
+from test_task_merge import write_task_level
 
 pytest.importorskip("ultralytics")
 FRAMES = 120  # the vtest excerpt
@@ -258,6 +262,166 @@ def test_second_round_from_the_last_round_reannotates_only_own_tracks(env, excer
         assert not server.stored(other)["tracks"]
 
 
+# --- the server door: finetune --task ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def cvat(excerpt):
+    """The test server over the excerpt's frames (as JPEG chunks)."""
+    with CvatTestServer(_store(excerpt.images)) as server:
+        yield server
+        assert not server.errors, server.errors[0]
+        assert not server.unknown_requests()
+
+
+def _reviewed_task(server: CvatTestServer, xml: Path, name: str,
+                   states: list[tuple[str, str]]) -> Any:
+    """A task of 3 jobs of 40 frames holding the XML's tracks (which stand for reviewed
+    labels), each job in the (state, stage) given."""
+    from autotrack.cvat.task.annotations import without_ids
+    from autotrack.cvat_xml import read_cvat_xml
+
+    doc = read_cvat_xml(xml)
+    task = server.add_task(name, ["person"], segment_size=40, overlap=0)
+    label_ids = {local: server.label_id(task, label) for local, label in doc.labels.items()}
+    data = without_ids(doc.annotations())
+    for key in ("tracks", "shapes", "tags"):
+        for item in data[key]:
+            item["label_id"] = label_ids[item["label_id"]]
+    assert data["tracks"]
+    write_task_level(server, task, data)  # the server cuts it per job
+    for job, (state, stage) in zip(task.jobs, states, strict=True):
+        job.state, job.stage = state, stage
+    return task
+
+
+def _labels(dataset: Path) -> dict[int, list[list[float]]]:
+    """Frame -> its label lines as numbers, from a dataset's manifest."""
+    manifest = json.loads((dataset / "manifest.json").read_text())
+    return {row["frame"]: sorted([float(v) for v in line.split()] for line in (
+        dataset / "labels" / row["split"] / f"{row['source']}_{row['frame']:06d}.txt"
+    ).read_text().splitlines()) for row in manifest["frames"]}
+
+
+def test_server_door_loop_task_dataset_train_report_onnx_registry_reannotate(
+        env, excerpt, first_round, cvat, capsys):
+    """finetune --task: the completed jobs of a task → dataset → 1 epoch → report → ONNX →
+    registry → annotate --detector by name; --reannotate of a second task replaces only the
+    tool's own unedited tracks."""
+    assert first_round.rc == 0
+    reviewed = _reviewed_task(cvat, excerpt.xml, "reviewed", [
+        ("completed", "annotation"), ("completed", "acceptance"), ("in progress", "annotation")])
+    # the second task: autotrack's own tracks, one of them edited since, and a manual one
+    second = cvat.add_task("second", ["person"], size=24)
+    backups = env.root / "served-backups"
+    assert main(["task", "annotate", str(second.id), "-q", "--server-host", cvat.url,
+                 "--auth", ALICE, "--backup-dir", str(backups), "--detector", "yolox-nano"]) == 0
+    own = second.annotations["tracks"]
+    assert len(own) >= 2
+    own[0]["shapes"][-1]["points"][0] += 9.0  # a person moves a keyframe
+    edited = own[0]["id"]
+    manual = {"frame": 0, "label_id": cvat.label_id(second, "person"), "source": "manual",
+              "shapes": [{"type": "rectangle", "frame": 0, "points": [10.0, 20.0, 60.0, 140.0]},
+                         {"type": "rectangle", "frame": 20,
+                          "points": [30.0, 20.0, 80.0, 140.0]}]}
+    cvat.seed(second, {"tracks": [manual]})
+    before = {t["id"]: t for t in cvat.stored(second)["tracks"]}
+    replaceable = {i for i, t in before.items() if t["source"] != "manual" and i != edited}
+    assert replaceable
+    capsys.readouterr()
+    requests_before = len(cvat.requests)
+    rc = finetune(env, "--task", str(reviewed.id), "--name", "served", "--epochs", "1",
+                  *DATASET, "--force", "--reannotate", str(second.id),
+                  "--server-host", cvat.url, "--auth", ALICE, "--backup-dir", str(backups))
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert f"dataset: autotrack task export --task {reviewed.id} --states completed" \
+        in captured.out
+    assert "alice:***" in captured.out and "alice-pass" not in captured.out + captured.err
+    folder = env.runs / "served-r1"
+    # the dataset: the two completed jobs only, boxes as the offline door reads the XML
+    dataset = folder / "dataset"
+    manifest = json.loads((dataset / "manifest.json").read_text())
+    assert manifest["names"] == ["person"]
+    [source] = manifest["sources"]
+    assert source["task"] == reviewed.id
+    assert [job["exported"] for job in source["jobs"]] == [True, True, False]
+    served = _labels(dataset)
+    assert served and max(served) < 80
+    assert manifest["split"]["frames"]["train"] > 0 and manifest["split"]["frames"]["val"] > 0
+    offline = _labels(first_round.folder / "dataset")
+    common = sorted(set(served) & set(offline))
+    assert len(common) >= 5 and any(served[f] for f in common)
+    for frame in common:
+        assert len(served[frame]) == len(offline[frame]), frame
+        assert np.allclose(np.array(served[frame]).reshape(-1, 5),
+                           np.array(offline[frame]).reshape(-1, 5), atol=2e-6), frame
+    chunks = {int(r.query["number"][0]) for r in cvat.recorded(task=reviewed, route="task_data")
+              if r.query.get("type") == ["chunk"]}
+    assert chunks and max(chunks) <= 79 // reviewed.chunk_size  # job 3's frames never read
+    writes = cvat.recorded(task=reviewed, methods=("POST", "PUT", "PATCH", "DELETE"))
+    finetune_made = {id(r) for r in cvat.requests[requests_before:]}
+    assert not [r for r in writes if id(r) in finetune_made]  # finetune wrote nothing to it
+    # trained, judged, published with its ONNX
+    state = json.loads((folder / "run.json").read_text())
+    assert set(state["steps"]) >= {"dataset", "train", "judge", "publish"}
+    assert state["steps"]["train"]["epochs"] == 1
+    assert "| person |" in (folder / "report.md").read_text()
+    assert json.loads((folder / "judge.json").read_text())["split"] == "val"
+    entry = json.loads((env.models / "served-r1.model.json").read_text())
+    assert entry["classes"] == ["person"] and entry["imgsz"] == 64
+    assert entry["dataset"]["path"] == str(dataset.resolve())
+    for kind in ("pt", "onnx"):
+        path = env.models / entry["files"][kind]["file"]
+        assert sha256_of(path) == entry["files"][kind]["sha256"]
+    assert find_spec("served").name == "served-r1"
+    # the new model by name
+    few = env.root / "served-frames"
+    few.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(few / f"{i:06d}.png"), excerpt.images[i])
+    out = env.root / "served.xml"
+    assert main(["annotate", str(few), "-o", str(out), "--detector", "served-r1", "-q"]) == 0
+    assert "<annotations>" in out.read_text()
+    # re-annotated: the tool's own unedited tracks replaced, the edited and the manual kept
+    assert f"re-annotate: autotrack task annotate {second.id} --replace --detector served-r1" \
+        in captured.out
+    assert "replaced: removed" in captured.out and "1 edited since (kept)" in captured.out
+    after = {t["id"]: t for t in cvat.stored(second)["tracks"]}
+    assert not set(after) & replaceable
+    assert after[edited]["shapes"] == before[edited]["shapes"]
+    [kept] = [t for t in after.values() if t["source"] == "manual"]
+    assert [s["points"] for s in kept["shapes"]] == [s["points"] for s in manual["shapes"]]
+    assert len(sorted(backups.glob("*.json"))) >= 2  # backed up before each write
+
+
+def test_server_door_without_reviewed_frames_is_one_line(env, excerpt, cvat, capsys):
+    task = _reviewed_task(cvat, excerpt.xml, "unreviewed", [
+        ("new", "annotation"), ("in progress", "annotation"), ("rejected", "validation")])
+    models_before = sorted(p.name for p in env.models.iterdir())
+    requests_before = len(cvat.requests)
+    capsys.readouterr()
+    rc = finetune(env, "--task", str(task.id), "--name", "unreviewed", "--epochs", "1",
+                  *DATASET, "--server-host", cvat.url, "--auth", ALICE)
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith("autotrack: error: no reviewed frames: no job is in state completed")
+    assert "--states in-progress,new,rejected includes them" in err
+    for job in task.jobs:
+        assert f"job {job.id} (frames {job.start}-{job.stop}, {job.stage}, {job.state})" in err
+    assert sorted(p.name for p in env.models.iterdir()) == models_before
+    # no round folder left, so the same command runs again once the jobs are done
+    assert not (env.runs / "unreviewed-r1").exists()
+    # a task the server does not have, a wrong password: one line each, nothing left
+    for task_id, auth in ((999, ALICE), (task.id, "alice:not-her-pass")):
+        rc = finetune(env, "--task", str(task_id), "--name", "unreviewed", "--epochs", "1",
+                      "--server-host", cvat.url, "--auth", auth)
+        err = capsys.readouterr().err.strip()
+        assert rc == 2 and len(err.splitlines()) == 1, err
+        assert "not-her-pass" not in err and not (env.runs / "unreviewed-r1").exists(), err
+    assert not [r for r in cvat.requests[requests_before:]
+                if r.method != "GET" and r.route != "login"]
+
+
 # --- resume, refusal, force --------------------------------------------------------------------
 
 def test_an_interrupted_round_resumes_and_a_refused_one_needs_force(env, first_round, capsys,
@@ -447,7 +611,18 @@ def test_unreadable_frame_is_one_line_and_leaves_no_dataset(env, excerpt, tmp_pa
                "--name", "short", "-o", str(tmp_path / "runs"), *TRAIN, *DATASET])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and "frame" in err, err
-    assert not (tmp_path / "runs" / "short-r1" / "dataset").exists()
+    assert not (tmp_path / "runs" / "short-r1").exists()  # nothing left: no --resume needed
+
+
+def test_a_missing_base_leaves_no_round_folder(env, first_round, tmp_path, capsys):
+    """The base is checked before the export; the corrected command needs no --resume (which
+    would keep the missing base)."""
+    runs = tmp_path / "runs"
+    rc = main(["finetune", "--dataset", str(first_round.folder / "dataset"), "--name", "nobase",
+               "-o", str(runs), "--base", "nonesuch.pt", "--epochs", "1"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "nonesuch.pt" in err, err
+    assert list(runs.iterdir()) == []
 
 
 def test_a_full_disk_publishes_nothing(tmp_path, monkeypatch):

@@ -154,6 +154,7 @@ class Round:
     number: int
     folder: Path
     state: dict[str, Any]
+    created: bool = False  # this call made the run folder
 
     @property
     def name(self) -> str:
@@ -199,13 +200,27 @@ def open_round(args: argparse.Namespace, family: str, models: Path, out: TextIO)
         state = {"name": f"{family}-r{number}", "family": family, "round": number,
                  "base": args.base, "models": str(models.resolve()),
                  "options": asdict(_train_options(args)), "steps": {}}
-        current = Round(family, number, folder, state)
+        current = Round(family, number, folder, state, created=True)
         current.save()
         print(f"round {current.name}: run folder {folder}", file=out)
         return current
     state = _read_state(folder)
     print(f"round {family}-r{number}: resuming {folder}", file=out)
     return Round(family, number, folder, state)
+
+
+def forget_empty_round(current: Round) -> None:
+    """Remove the run folder this call made when it holds nothing but ``run.json``: a round
+    that failed before any step wrote anything (no reviewed frames, a missing base, an
+    unreadable frame) leaves nothing behind, so the same command, corrected, runs again
+    without --resume (which would keep the options of the failed call)."""
+    if not current.created:
+        return
+    try:
+        if {p.name for p in current.folder.iterdir()} <= {RUN_FILE}:
+            shutil.rmtree(current.folder)
+    except OSError:
+        pass
 
 
 def _read_state(folder: Path) -> dict[str, Any]:
@@ -507,6 +522,9 @@ def run_finetune(args: argparse.Namespace, out: TextIO, err: TextIO, doors: Door
     except Interrupted as exc:
         print(f"autotrack: {exc}", file=err)
         return 130
+    except BaseException:
+        forget_empty_round(current)
+        raise
     steps = current.state.get("steps", {})
     print("times: " + ", ".join(f"{step} {about.get('seconds', 0):.1f} s"
                                 for step, about in steps.items()), file=out)
