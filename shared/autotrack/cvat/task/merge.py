@@ -7,10 +7,11 @@ it names have not changed since, and a review page beside it (:mod:`autotrack.me
 thumbnails from the chunks that hold the frames it shows). Person pieces are compared on
 appearance too (:mod:`autotrack.merge.appearance`: Re-ID embeddings of the crops of their
 first and last boxes, read from only the chunks that hold those frames; ``--reid none`` off).
-``--join 12,15,19`` merges the given tracks, as the UI's merge (M) does but across jobs too. Every write is backed up first (the backup ``autotrack
-task restore`` takes), done job by job (:mod:`autotrack.cvat.task.merge_plan`), read back and
-checked, and logged: ``--undo LOG`` puts the pieces back and removes the merged track, and
-refuses, naming the track, if someone has edited the merged track since.
+``--join 12,15,19`` merges the given tracks, as the UI's merge (M) does but across jobs too.
+Every write is backed up first (the backup ``autotrack task restore`` takes), done job by
+job (:mod:`autotrack.cvat.task.merge_plan`), read back and checked, and logged: ``--undo
+LOG`` puts the pieces back and removes the merged track, and refuses, naming the track, if
+someone has edited the merged track since.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import argparse
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -68,7 +69,7 @@ class _Task:
     labels: dict[int, str]
     defaults: dict[int, str]
     tracks: dict[int, dict[str, Any]]  # task-level read, by id
-    job_reads: dict[int, dict[str, Any]]
+    job_reads: dict[int, dict[str, Any]] = field(default_factory=dict)  # read to merge only
 
 
 def _read(server: Any, task_id: int) -> _Task:
@@ -81,10 +82,9 @@ def _read(server: Any, task_id: int) -> _Task:
     jobs = list_jobs(server, task_id)
     task_read = get_annotations(server, "task", task_id)
     tracks = {int(t["id"]): t for t in task_read.get("tracks") or [] if t.get("id") is not None}
-    job_reads = {job.id: get_annotations(server, "job", job.id) for job in jobs}
     return _Task(server, task_id, target, jobs, {label.id: label.name for label in labels},
                  {spec: value for label in labels
-                  for spec, value in label.attribute_defaults.items()}, tracks, job_reads)
+                  for spec, value in label.attribute_defaults.items()}, tracks)
 
 
 def _task_id(args: argparse.Namespace) -> int:
@@ -261,9 +261,12 @@ def _load_proposals(path: Path, task: _Task) -> list[dict[str, Any]]:
 
 def _merge(task: _Task, groups: Sequence[Sequence[int]], args: argparse.Namespace,
            user: str | None, out: TextIO, err: TextIO) -> int:
+    from autotrack.cvat.task.annotations import get_annotations
     from autotrack.cvat.task.backup import restore_command, save_backup
     from autotrack.cvat.task.merge_plan import one_shape_per_frame, plan_merge
 
+    # the jobs' own rows: only a merge needs them (proposals come from the task-level read)
+    task.job_reads = {job.id: get_annotations(task.server, "job", job.id) for job in task.jobs}
     plans = [plan_merge(task.tracks, ids, task.jobs, task.job_reads, bridge=args.bridge,
                         trim=args.trim) for ids in groups]
     for plan in plans:

@@ -23,7 +23,6 @@ from autotrack.cvat.task.jobs import Job
 from autotrack.cvat.task.slicing import slice_track
 from autotrack.errors import InputError
 from autotrack.merge.cvat_tracks import JoinReport, frame_of, join_tracks, shape_at
-from autotrack.merge.listing import chains
 
 POINT_TOLERANCE = 0.5  # pixels: a job piece's keyframe and the task-level track's agree
 
@@ -135,5 +134,5 @@ def track_digest(track: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-__all__ = ["JobChange", "MergePlan", "chains", "one_shape_per_frame", "owned_pieces",
+__all__ = ["JobChange", "MergePlan", "one_shape_per_frame", "owned_pieces",
            "plan_merge", "track_digest"]
