@@ -92,7 +92,7 @@ class Sam3FromEnv(ModelFromEnv):
     def __call__(self) -> object:
         from autotrack.vos.sam3 import build_sam3_text_detector
 
-        settings = FunctionSettings.from_env(max_image_pixels=MASK_MAX_IMAGE_PIXELS)
+        settings = settings_from_env()
         size = os.environ.get(IMAGE_SIZE_ENV, "").strip()
         return build_sam3_text_detector(
             labels_from_env(), self.model or None,
@@ -167,6 +167,12 @@ class Sam3Function(DetectorFunction):
         return tuple(sorted(ids))
 
 
+def settings_from_env() -> FunctionSettings:
+    """The detector settings of the environment, with the mask functions' 4K UHD pixel limit
+    as this function's default."""
+    return FunctionSettings.from_env(max_image_pixels=MASK_MAX_IMAGE_PIXELS)
+
+
 def labels_from_env(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
     """The prompts in ``AUTOTRACK_SAM3_LABELS``, or :data:`DEFAULT_LABELS`."""
     from autotrack.vos.sam3.detector import prompt_texts
@@ -188,8 +194,7 @@ def init_context(
     started = time.perf_counter()
     factory = detector_factory or Sam3FromEnv()
     try:
-        settings = settings or FunctionSettings.from_env(
-            max_image_pixels=MASK_MAX_IMAGE_PIXELS)
+        settings = settings or settings_from_env()
     except ValueError as exc:
         log(context, "error", f"autotrack: bad function settings: {exc}")
         raise
