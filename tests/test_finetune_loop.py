@@ -557,6 +557,35 @@ def test_average_precision_and_matching_follow_the_validator():
         "person": 0, "forklift": None}
 
 
+def test_matching_is_the_validators_most_confident_first():
+    """A box goes to the most confident detection overlapping it enough, not to the best
+    overlap: the rule ultralytics' validator (and COCO) score by, checked against its own
+    ``match_predictions`` on random scenes."""
+    import torch
+    from ultralytics.models.yolo.detect import DetectionValidator
+
+    gt = np.array([[0, 0, 10, 10.0]])
+    hits = judging.match(np.array([0]), gt, np.array([0, 0]),
+                         np.array([[0, 0, 10, 11], [0, 0, 10, 10.0]]), np.array([0.9, 0.3]))
+    assert hits[:, 0].tolist() == [True, False]  # IoU 0.91 but more confident
+    assert hits[:, -1].tolist() == [False, True]  # at IoU 0.95 only the exact box is left
+    validator = DetectionValidator()
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        n_gt, n_pred = rng.integers(1, 6), rng.integers(1, 12)
+        corner = rng.uniform(0, 40, (n_gt, 2))
+        gt = np.concatenate([corner, corner + rng.uniform(5, 20, (n_gt, 2))], axis=1)
+        boxes = gt[rng.integers(0, n_gt, n_pred)] + rng.normal(0, 2, (n_pred, 4))
+        gt_classes, classes = rng.integers(0, 2, n_gt), rng.integers(0, 2, n_pred)
+        scores = rng.uniform(0, 1, n_pred)
+        order = np.argsort(-scores)  # the validator takes detections sorted by score
+        expected = validator.match_predictions(
+            torch.tensor(classes[order]), torch.tensor(gt_classes),
+            torch.tensor(judging.box_iou(gt, boxes[order]))).numpy()
+        mine = judging.match(gt_classes, gt, classes, boxes, scores)[order]
+        assert (mine == expected).all()
+
+
 def test_a_base_that_knows_no_class_is_not_compared():
     base = judging.Scores("base", {"forklift": None}, {}, 3, 0.1)
     new = judging.Scores("new", {"forklift": "forklift"},
