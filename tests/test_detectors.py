@@ -212,3 +212,27 @@ def test_load_detector_rejects_what_it_cannot_decode(tmp_path: Path) -> None:
         load_detector("no-such-detector")
     with pytest.raises(ModelNotFoundError):
         load_detector(tmp_path / "absent.onnx")
+
+
+def test_the_default_base_checkpoint_has_its_sha256(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """yolo11n.pt (finetune's default base) is named with its release URL and sha256 when it
+    is missing offline, and a copy found under its name that is not that file is refused."""
+    pytest.importorskip("ultralytics")
+    from autotrack.detectors.ultralytics import locate
+    from autotrack.models import ULTRALYTICS_CHECKPOINTS
+
+    known = ULTRALYTICS_CHECKPOINTS["yolo11n.pt"]
+    monkeypatch.setenv("AUTOTRACK_MODELS", str(tmp_path))
+    monkeypatch.setenv("AUTOTRACK_OFFLINE", "1")
+    monkeypatch.setattr("autotrack.detectors.ultralytics._weights_dir", lambda: None)
+    with pytest.raises(ModelNotFoundError) as info:
+        locate("yolo11n.pt")
+    assert known.url in str(info.value) and known.sha256 in str(info.value)
+    (tmp_path / "yolo11n.pt").write_bytes(b"not the release asset")
+    with pytest.raises(ModelNotFoundError) as info:
+        locate("yolo11n")
+    assert "\n" not in str(info.value) and known.sha256 in str(info.value)
+    other = tmp_path / "mine.pt"  # a path is the user's own file: taken as it is
+    other.write_bytes(b"x")
+    assert locate(str(other)) == str(other)

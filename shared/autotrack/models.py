@@ -122,6 +122,23 @@ REGISTRY: dict[str, ModelSpec] = _specs(
 )
 
 
+# Official ultralytics checkpoints whose digest is known (the release asset, byte for byte):
+# autotrack fetches these itself and checks a copy it finds; other official names are left to
+# ultralytics' own download. yolo11n.pt is `autotrack finetune`'s default base.
+_ULTRALYTICS_ASSETS = "https://github.com/ultralytics/assets/releases/download"
+ULTRALYTICS_CHECKPOINTS: dict[str, ModelSpec] = _specs(
+    ModelSpec(
+        name="yolo11n.pt",
+        filename="yolo11n.pt",
+        url=f"{_ULTRALYTICS_ASSETS}/v8.3.0/yolo11n.pt",
+        sha256="0ebbc80d4a7680d14987a577cd21342b65ecfd94632bd9a8da63ae6417644ee1",
+        license="AGPL-3.0",
+        source="ultralytics YOLO11n (COCO), release asset v8.3.0, 5,613,764 bytes",
+        kind="detector",
+    ),
+)
+
+
 def model_dirs() -> list[Path]:
     """Folders searched for model files, in order; downloads go to the first one."""
     configured = os.environ.get("AUTOTRACK_MODELS", "")

@@ -14,10 +14,17 @@ import numpy as np
 
 from autotrack.coco import COCO_CLASSES
 from autotrack.detections import Detections
-from autotrack.masks import polygons_to_masks
 from autotrack.detectors.base import check_frame
 from autotrack.errors import AutotrackError, ModelNotFoundError
-from autotrack.models import downloads_allowed, model_dirs
+from autotrack.masks import polygons_to_masks
+from autotrack.models import (
+    ULTRALYTICS_CHECKPOINTS,
+    ModelSpec,
+    download,
+    downloads_allowed,
+    model_dirs,
+    sha256_of,
+)
 
 INSTALL_HINT = 'pip install "cvat-autotrack[ultralytics]"'
 _CONFIG_SUFFIXES = {".yaml", ".yml"}
@@ -108,12 +115,11 @@ def _locate(model: str) -> str:
     if path.is_file():
         return str(path)
     searched = model_dirs() if path.name == str(path) else []
-    for folder in searched:
-        if (folder / path.name).is_file():
-            return str(folder / path.name)
+    known = ULTRALYTICS_CHECKPOINTS.get(path.name) if searched else None
     weights_dir = _weights_dir()
-    if weights_dir is not None and (weights_dir / path.name).is_file():
-        return str(weights_dir / path.name)
+    for folder in [*searched, *([weights_dir] if weights_dir is not None else [])]:
+        if (folder / path.name).is_file():
+            return _checked(folder / path.name, known)
     where = ", ".join(str(d) for d in [*searched, *([weights_dir] if weights_dir else [])])
     if path.name != str(path):
         raise ModelNotFoundError(f"model file {path} does not exist")
@@ -122,13 +128,28 @@ def _locate(model: str) -> str:
             f"model file {path} not found here nor in {where}; "
             "set AUTOTRACK_MODELS to a folder that holds it"
         )
+    url = known.url if known else _asset_url(path.name)
     if not downloads_allowed():
+        digest = f" (sha256 {known.sha256})" if known else ""
         raise ModelNotFoundError(
             f"ultralytics checkpoint {path.name} is not in {where}; downloads are off "
-            f"(AUTOTRACK_OFFLINE=1); ultralytics would fetch it from {_asset_url(path.name)}; "
+            f"(AUTOTRACK_OFFLINE=1); get it from {url}{digest}; "
             "set AUTOTRACK_MODELS to a folder that holds it"
         )
+    if known:
+        return str(download(known, searched[0], searched=searched))  # sha256 checked
     return str(searched[0] / path.name)  # ultralytics downloads official names to this path
+
+
+def _checked(path: Path, known: ModelSpec | None) -> str:
+    """A found copy of an official checkpoint whose digest is known must be that file."""
+    if known is not None and sha256_of(path) != known.sha256:
+        raise ModelNotFoundError(
+            f"{path} is not ultralytics' {known.name} (sha256 {sha256_of(path)}, expected "
+            f"{known.sha256} from {known.url}): a damaged download or another model; remove "
+            "it, or give it by another name or as a path"
+        )
+    return str(path)
 
 
 def _weights_dir() -> Path | None:
