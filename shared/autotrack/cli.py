@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     from autotrack.detectors import DEFAULT_DETECTOR
     from autotrack.export import EXPORT_FORMATS
     from autotrack.keyframes import DEFAULT_KEYFRAME_IOU
+    from autotrack.speed import add_speed_arguments
     from autotrack.tracking_options import add_tracking_arguments, fraction
     from autotrack.vos.mask_tracks import DEFAULT_MASK_KEYFRAME_IOU
 
@@ -48,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
                                "with --segmenter, where the mask moved below this IoU from the "
                                f"last kept one (default {DEFAULT_MASK_KEYFRAME_IOU})")
     annotate.add_argument("--device", help="model device, e.g. cpu, cuda:0")
+    speed = annotate.add_argument_group(
+        "speed", "how the detector uses the machine; the tracks are the same whatever these "
+                 "are, except --detect-every")
+    add_speed_arguments(speed)
     masks = annotate.add_argument_group(
         "pixel masks", "follow prompted objects with a video segmenter instead of detecting "
                        "boxes: writes CVAT masks (or polygon tracks) to an .xml file")
@@ -98,10 +103,12 @@ def annotate(args: argparse.Namespace) -> int:
         return annotate_masks(args)
     from tqdm import tqdm
 
-    from autotrack.detectors import class_filter, load_detector
+    from autotrack.detect_every import tracker_frame_rate
+    from autotrack.detectors import check_device, class_filter, load_detector
     from autotrack.export import write_tracks
     from autotrack.keyframes import DEFAULT_KEYFRAME_IOU, keyframe_stats
     from autotrack.pipeline import track_video
+    from autotrack.speed import SpeedOptions
     from autotrack.tracking_options import TrackingOptions
     from autotrack.video import FrameSource
 
@@ -109,19 +116,23 @@ def annotate(args: argparse.Namespace) -> int:
     # --keyframe-iou defaults differ for boxes and masks, so the parser leaves it None
     min_iou = args.keyframe_iou if args.keyframe_iou is not None else DEFAULT_KEYFRAME_IOU
     options = TrackingOptions.from_args(args)
+    speed = SpeedOptions.from_args(args)
     output = Path(args.output)
     if not output.parent.exists():
         raise InputError(f"{output.parent}: output folder does not exist")
     source = FrameSource(args.source)
-    detector = load_detector(args.detector, min_score=options.low_conf, device=args.device)
+    detector = load_detector(args.detector, min_score=options.low_conf, device=args.device,
+                             threads=speed.session_threads, batch=speed.frames_per_call)
+    check_device(detector, args.device)
     classes = [c for c in args.classes.split(",") if c.strip()] if args.classes else None
     class_ids = class_filter(detector.class_names, classes)
-    tracker = options.tracker(source.info.fps, device=args.device)
+    rate = tracker_frame_rate(source.info.fps, speed.detect_every, options.tracker_name)
+    tracker = options.tracker(rate, device=args.device)
     with tqdm(total=source.info.frame_count, unit="frame", disable=args.quiet or None,
               desc=Path(args.source).name, file=sys.stderr) as bar:
         result = track_video(source, detector, tracker, class_ids=class_ids,
                              on_frame=lambda _: bar.update(), smooth=options.smooth,
-                             refine=options.refine_config(source.info.fps))
+                             refine=options.refine_config(source.info.fps), speed=speed)
     if result.frames_read == 0:
         raise InputError(f"{args.source}: no frames could be decoded")
     shortfall = source.shortfall(result.frames_read)
@@ -143,8 +154,10 @@ def annotate(args: argparse.Namespace) -> int:
                "header announces)" if shortfall else "")
     print(f"wrote {output} ({fmt}): {len(result.tracks)} tracks over {result.frames_read} "
           f"frames{covered}; {stats}", file=sys.stderr)
-    print("frames/s by stage: " + ", ".join(f"{k} {v:.0f}" for k, v in fps.items()),
-          file=sys.stderr)
+    wall = result.seconds + result.times.output
+    overall = result.frames_read / wall if wall > 0 else float("inf")
+    print("frames/s by stage: " + ", ".join(f"{k} {v:.0f}" for k, v in fps.items())
+          + f"; overall {overall:.0f} ({speed.describe()})", file=sys.stderr)
     return 0
 
 

@@ -139,6 +139,23 @@ ULTRALYTICS_CHECKPOINTS: dict[str, ModelSpec] = _specs(
 )
 
 
+# Models built on the user's machine from a registry model instead of downloaded; found in
+# the model folders like the others. ``sha256`` is what the build gives with onnxruntime 1.32
+# (tools/quantize_yolox.py says whether a new build matches it); ``url`` is empty.
+BUILT: dict[str, ModelSpec] = _specs(
+    ModelSpec(
+        name="yolox-nano-int8",
+        filename="yolox_nano_416x416_int8.onnx",
+        url="",
+        sha256="ad116cc4013dfb013ca4f651050b6116204dd026cec83455658eb0fc8f87da05",
+        license="Apache-2.0",
+        source="yolox-nano quantized to int8 (per-channel weights, calibrated on every 16th "
+               "frame of vtest.avi); build it with: python tools/quantize_yolox.py",
+        kind="detector",
+    ),
+)
+
+
 def model_dirs() -> list[Path]:
     """Folders searched for model files, in order; downloads go to the first one."""
     configured = os.environ.get("AUTOTRACK_MODELS", "")
@@ -159,7 +176,7 @@ def find_spec(name: str, registry: Mapping[str, ModelSpec] | None = None) -> Mod
     a `registry`, also the published models in the model folders (a family name: its newest
     round)."""
     key = name.strip().lower()
-    for spec in (REGISTRY if registry is None else registry).values():
+    for spec in ({**REGISTRY, **BUILT} if registry is None else registry).values():
         if key in (spec.name.lower(), spec.filename.lower()):
             return spec
     if registry is not None or not ENTRY_NAME_RE.fullmatch(key):
@@ -293,6 +310,9 @@ def resolve_model(
                 f"set AUTOTRACK_MODELS to a folder that holds it (known models: {known})"
             )
         raise ModelNotFoundError(f"unknown model {text!r}: known models are {known}")
+    if not spec.url:
+        raise ModelNotFoundError(f"{_missing(spec, dirs)}; it is not downloaded but built: "
+                                 f"{spec.source}")
     if not downloads_allowed():
         raise ModelNotFoundError(
             f"{_missing(spec, dirs)}; downloads are off (AUTOTRACK_OFFLINE=1); "

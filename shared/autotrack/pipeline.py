@@ -1,16 +1,20 @@
-"""Detector + tracker over a whole video: the offline annotation job behind ``autotrack annotate``."""
+"""Detector + tracker over a whole video: the offline job behind ``autotrack annotate``."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from autotrack.detect_every import bridge, detected_frame
+from autotrack.detections import Detections
 from autotrack.detectors.base import Detector, filter_detections
+from autotrack.overlap import BusyTimes, Detected, DetectMany, detect_in_order
 from autotrack.refine import RefineConfig, RefineResult, refine_tracks
 from autotrack.smoothing import smooth_track
+from autotrack.speed import SpeedOptions
 from autotrack.trackers.base import MultiObjectTracker
 from autotrack.tracks import Track, TrackCollector
 from autotrack.video import FrameSource, VideoInfo
@@ -38,6 +42,7 @@ class AnnotationResult:
     frames_read: int
     times: StageTimes = field(default_factory=StageTimes)
     refinement: RefineResult | None = None  # what --refine joined and filled, when asked
+    seconds: float = 0.0  # wall time of the whole run (the stages overlap unless sequential)
 
 
 def track_video(
@@ -49,34 +54,101 @@ def track_video(
     on_frame: Callable[[int], None] | None = None,
     smooth: float = 0.0,
     refine: RefineConfig | None = None,
+    speed: SpeedOptions | None = None,
 ) -> AnnotationResult:
     """Run detection and tracking on every frame; collect whole-video tracks, optionally
     refine them (join broken tracks, fill gaps), and smooth them over time with a Gaussian
-    of ``smooth`` frames (0: as the tracker reported them)."""
+    of ``smooth`` frames (0: as the tracker reported them).
+
+    ``speed`` None (or ``sequential``) runs the original loop; otherwise frames are decoded
+    ahead and detected several at once (:mod:`autotrack.overlap`), reaching the tracker in
+    the same order, so the tracks are the same. With ``detect_every`` K > 1 the tracker must
+    be built for :func:`autotrack.detect_every.tracker_frame_rate`."""
+    speed = speed or SpeedOptions(sequential=True)
+    every = speed.detect_every
     times = StageTimes()
-    collector = TrackCollector()
-    frames_read = 0
+    busy = BusyTimes()
     clock = time.perf_counter
+    began = clock()
+    frames = _sampled(source, every)
+    wanted = detected_frame(every)
+    if speed.sequential:
+        stream = _one_by_one(frames, lambda images: _detect_many(detector, images), wanted, busy)
+    else:
+        workers = speed.frames_at_once if getattr(detector, "thread_safe", False) else 1
+        stream = detect_in_order(frames, lambda images: _detect_many(detector, images),
+                                 workers=workers, chunk=speed.frames_per_call, wanted=wanted,
+                                 times=busy)
+    try:
+        tracks, frames_read = collect_tracks(stream, tracker, every=every, class_ids=class_ids,
+                                             on_frame=on_frame, times=times)
+    finally:
+        stream.close()  # stops the reader and workers when tracking failed
     start = clock()
-    for index, frame in source:
-        decoded = clock()
-        detections = filter_detections(detector.detect(frame), class_ids)
-        detected = clock()
-        collector.add(index, tracker.update(detections, frame=frame))
-        tracked = clock()
-        times.decode += decoded - start
-        times.detect += detected - decoded
-        times.track += tracked - detected
-        frames_read = index + 1
-        if on_frame is not None:
-            on_frame(index)
-        start = clock()
-    tracks = collector.tracks()
     # Refine before smoothing, so that filled frames are smoothed with the rest.
     refinement = refine_tracks(tracks, config=refine) if refine is not None else None
     if refinement is not None:
         tracks = refinement.tracks
     tracks = [smooth_track(track, smooth) for track in tracks]
     times.track += clock() - start  # collecting, refining and smoothing is tracking work
+    times.decode, times.detect = busy.decode, busy.detect
     return AnnotationResult(tracks, tuple(detector.class_names), source.info, frames_read, times,
-                            refinement)
+                            refinement, clock() - began)
+
+
+def collect_tracks(stream: Iterable[Detected], tracker: MultiObjectTracker, *, every: int = 1,
+                   class_ids: np.ndarray | None = None,
+                   on_frame: Callable[[int], None] | None = None,
+                   times: StageTimes | None = None) -> tuple[list[Track], int]:
+    """The tracker over a stream of frames in order: whole-video tracks (with the frames
+    ``every`` > 1 skipped bridged, :mod:`autotrack.detect_every`) and the frames seen.
+    Frames without detections move ByteTrack on (``advance``); other trackers skip them."""
+    clock = time.perf_counter
+    times = times if times is not None else StageTimes()
+    collector = TrackCollector()
+    frames_read = 0
+    advance = getattr(tracker, "advance", None)
+    for item in stream:
+        start = clock()
+        if item.detections is not None:
+            detections = filter_detections(item.detections, class_ids)
+            collector.add(item.index, tracker.update(detections, frame=item.frame), every)
+        elif advance is not None:
+            advance()
+        times.track += clock() - start
+        frames_read = item.index + 1
+        if on_frame is not None:
+            on_frame(item.index)
+    start = clock()
+    tracks = bridge(collector.tracks(), every, frames_read)
+    times.track += clock() - start
+    return tracks, frames_read
+
+
+def _sampled(source: FrameSource, every: int) -> Iterator[tuple[int, np.ndarray | None]]:
+    """The source's frames; with ``every`` > 1 a FrameSource skips decoding the frames
+    that will not be detected (other sources, such as CVAT frame streams, decode all)."""
+    if every > 1 and isinstance(source, FrameSource):
+        return source.sampled(every)
+    return iter(source)
+
+
+def _detect_many(detector: Detector, frames: Sequence[np.ndarray]) -> list[Detections]:
+    batched = getattr(detector, "detect_batch", None)
+    if batched is not None and len(frames) > 1:
+        return batched(frames)
+    return [detector.detect(frame) for frame in frames]
+
+
+def _one_by_one(frames: Iterator[tuple[int, np.ndarray | None]], detect: DetectMany,
+                wanted: Callable[[int], bool], busy: BusyTimes) -> Generator[Detected]:
+    """The original loop's reading and detection, one frame at a time in this thread."""
+    clock = time.perf_counter
+    start = clock()
+    for index, frame in frames:
+        decoded = clock()
+        found = detect([frame])[0] if frame is not None and wanted(index) else None
+        busy.decode += decoded - start
+        busy.detect += clock() - decoded
+        yield Detected(index, frame, found)
+        start = clock()  # the caller's tracking ran in between

@@ -46,13 +46,14 @@ class TrackCollector:
         self._scores: dict[int, list[float]] = defaultdict(list)
         self._class_votes: dict[int, dict[int, float]] = defaultdict(lambda: defaultdict(float))
 
-    def add(self, frame: int, objects: TrackedObjects) -> None:
-        """Record one frame's output; tracks confirmed late also get the frame before."""
+    def add(self, frame: int, objects: TrackedObjects, step: int = 1) -> None:
+        """Record one frame's output; tracks confirmed late also get the frame before
+        (``step`` frames before: the tracker saw every ``step``-th frame only)."""
         earlier = []  # DeepSORT nests one object per frame it waited to confirm a track
-        previous, at = objects.first_seen_previous_frame, frame - 1
+        previous, at = objects.first_seen_previous_frame, frame - step
         while previous is not None and at >= 0:
             earlier.append((at, previous))
-            previous, at = previous.first_seen_previous_frame, at - 1
+            previous, at = previous.first_seen_previous_frame, at - step
         for at, previous in reversed(earlier):
             self._add(at, previous)
         self._add(frame, objects)

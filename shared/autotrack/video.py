@@ -42,7 +42,8 @@ class FrameSource:
                 key=_natural_key,
             )
             if not self._images:
-                raise InputError(f"{self.path}: folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+                raise InputError(f"{self.path}: folder holds no images "
+                                 f"({', '.join(sorted(IMAGE_SUFFIXES))})")
             first = self._read_image(self._images[0])
             self.info = VideoInfo(len(self._images), first.shape[1], first.shape[0], DEFAULT_FPS)
             self.declared_frames: int | None = len(self._images)
@@ -108,6 +109,31 @@ class FrameSource:
                 yield index, self._image_frame(index)
             return
         yield from self._video_frames(None)
+
+    def sampled(self, every: int) -> Iterator[tuple[int, np.ndarray | None]]:
+        """``(index, frame)`` for every frame, the frame decoded only on every ``every``-th
+        index (0, every, 2 every, ...) and None between: a video grabs those without
+        decoding them to BGR, a folder does not read them."""
+        if every < 1:
+            raise ValueError(f"every must be >= 1, got {every}")
+        if self._images is not None:
+            for index in range(len(self._images)):
+                yield index, self._image_frame(index) if index % every == 0 else None
+            return
+        capture = cv2.VideoCapture(str(self.path))
+        try:
+            index = 0
+            while True:
+                if index % every == 0:
+                    ok, frame = capture.read()
+                else:
+                    ok, frame = capture.grab(), None
+                if not ok:
+                    return
+                yield index, frame
+                index += 1
+        finally:
+            capture.release()
 
     def _image_frame(self, index: int) -> np.ndarray:
         image = self._images[index]  # type: ignore[index]

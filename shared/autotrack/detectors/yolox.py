@@ -32,25 +32,48 @@ class NotYoloxModelError(AutotrackError):
 
 
 class YoloxOnnxDetector:
-    """Detector on a raw YOLOX ONNX export; min_score is low because ByteTrack uses weak boxes."""
+    """Detector on a raw YOLOX ONNX export; min_score is low because ByteTrack uses weak boxes.
+
+    ``threads`` is onnxruntime's intra-op thread count (None: its default, one per core); the
+    pipeline runs several frames at once on one-thread sessions instead (see
+    :mod:`autotrack.overlap`). ``batch`` > 1 runs that many frames per call
+    (:meth:`detect_batch`) on a copy of the graph with a free batch axis. Calls may come from
+    several threads at once: onnxruntime's ``run`` is thread-safe and releases the GIL.
+    """
+
+    thread_safe = True  # detect() may run in several threads at once
 
     def __init__(
         self,
         model_path: str | Path = "yolox-nano",
         min_score: float = 0.1,
         nms_iou: float = 0.45,
-        providers: Sequence[str] | None = None,
+        providers: Sequence[str | tuple[str, dict]] | None = None,
+        threads: int | None = None,
+        batch: int = 1,
     ) -> None:
         self.model_path = resolve_model(model_path)
         self.min_score = float(min_score)
         self.nms_iou = float(nms_iou)
+        if batch < 1 or (threads is not None and threads < 0):
+            raise AutotrackError(f"batch must be >= 1 and threads >= 0, got {batch}, {threads}")
+        self.batch = int(batch)
         options = ort.SessionOptions()
         options.log_severity_level = 3  # some exports warn once per initializer
+        if threads:
+            options.intra_op_num_threads = int(threads)
+            options.inter_op_num_threads = 1  # the graph is a chain: nothing to run beside it
+        model: str | bytes = str(self.model_path)
+        if self.batch > 1:
+            from autotrack.detectors.batching import with_batch_axis  # needs the onnx package
+
+            model = with_batch_axis(self.model_path)
         self._session = ort.InferenceSession(
-            str(self.model_path),
+            model,
             sess_options=options,
             providers=list(providers) if providers else ["CPUExecutionProvider"],
         )
+        self.providers: tuple[str, ...] = tuple(self._session.get_providers())
         inp = self._session.get_inputs()[0]
         self._input_name = inp.name
         self.input_hw = _input_hw(inp.shape)
@@ -73,6 +96,19 @@ class YoloxOnnxDetector:
         blob, ratio = letterbox(frame, self.input_hw)
         raw = self._session.run(None, {self._input_name: blob})[0][0]
         return self._decode(raw, ratio, frame.shape[1], frame.shape[0])
+
+    def detect_batch(self, frames_bgr: Sequence[np.ndarray]) -> list[Detections]:
+        """:meth:`detect` of each frame, ``batch`` frames per onnxruntime call."""
+        if self.batch == 1:
+            return [self.detect(frame) for frame in frames_bgr]
+        out: list[Detections] = []
+        for start in range(0, len(frames_bgr), self.batch):
+            frames = [check_frame(f) for f in frames_bgr[start:start + self.batch]]
+            blobs, ratios = zip(*(letterbox(f, self.input_hw) for f in frames))
+            raw = self._session.run(None, {self._input_name: np.concatenate(blobs)})[0]
+            out += [self._decode(r, ratio, f.shape[1], f.shape[0])
+                    for r, ratio, f in zip(raw, ratios, frames)]
+        return out
 
     def _decode(self, raw: np.ndarray, ratio: float, width: int, height: int) -> Detections:
         cls = raw[:, 5:]

@@ -133,17 +133,7 @@ class ByteTrack:
         unconfirmed = unconfirmed_mask.nonzero()[0]
         # Tracked rows precede lost rows, so this is the reference's tracked + lost pool.
         pool = (~unconfirmed_mask).nonzero()[0]
-
-        # Predict the pool; a lost track's height velocity is frozen, as in the reference.
-        # Unconfirmed tracks are not predicted (their velocity is zero; only the covariance
-        # would change), again as in the reference.
-        table[state == LOST, VELOCITY_H] = 0.0
-        if len(unconfirmed):
-            unconfirmed_cov = table[unconfirmed, COVARIANCE]
-            table[:, KALMAN] = self.kalman.predict(table[:, KALMAN])
-            table[unconfirmed, COVARIANCE] = unconfirmed_cov
-        else:
-            table[:, KALMAN] = self.kalman.predict(table[:, KALMAN])
+        self._predict(unconfirmed)
         # One IoU matrix, tracks x boxes, serves all three stages.
         iou = iou_matrix(xyah_to_xyxy(table[:, MEAN]), boxes)
 
@@ -213,6 +203,28 @@ class ByteTrack:
                 class_ids=confirmed_late[:, CLASS].astype(np.int64),
             ))
         return output
+
+    def advance(self) -> None:
+        """One frame passes without detections (``autotrack annotate --detect-every``):
+        every track's prediction moves a frame on, and nothing is matched, lost or
+        dropped; the next :meth:`update` matches against predictions for its own frame, and
+        a lost track's time runs in frames, so the buffer means the same seconds."""
+        self.frame_id += 1
+        table = self._table
+        self._predict(((table[:, STATE] == TRACKED) & (table[:, ACTIVATED] == 0)).nonzero()[0])
+
+    def _predict(self, unconfirmed: np.ndarray) -> None:
+        """Predict the pool; a lost track's height velocity is frozen, as in the reference.
+        Unconfirmed tracks are not predicted (their velocity is zero; only the covariance
+        would change), again as in the reference."""
+        table = self._table
+        table[table[:, STATE] == LOST, VELOCITY_H] = 0.0
+        if len(unconfirmed):
+            unconfirmed_cov = table[unconfirmed, COVARIANCE]
+            table[:, KALMAN] = self.kalman.predict(table[:, KALMAN])
+            table[unconfirmed, COVARIANCE] = unconfirmed_cov
+        else:
+            table[:, KALMAN] = self.kalman.predict(table[:, KALMAN])
 
     def _arrange(self, dropped: np.ndarray, expired: np.ndarray, newly_lost: np.ndarray,
                  refound: np.ndarray, birth_boxes: np.ndarray, birth_scores: np.ndarray,
