@@ -110,6 +110,26 @@ def test_answers_keep_the_way_the_person_draws_boxes():
     assert 17 < posterior.box[0] < 21  # the filter's box, lagging, in the drawn margins
 
 
+def test_a_half_hidden_object_keeps_its_full_box():
+    """A nearer person (bottom edge lower) walks over the object's right half: the detection
+    shrinks to the visible left part; the answer keeps the object's width on the hidden side,
+    and the filter keeps its size; a box beside it, or a farther one, changes nothing."""
+    tracker = GivenObjectTracker(Scripted())
+    (state,) = start(tracker, Start(walk(100), "person"))
+    still = [dets((100, 50, 130, 130, 0.9, 0))] * 3
+    hidden = [dets((100, 50, 115, 130, 0.8, 0), (112, 60, 152, 160, 0.9, 0))]
+    results = run(tracker, still + hidden, [state])
+    assert results[-1][0].box == pytest.approx((100, 50, 130, 130), abs=0.5)
+    assert results[-1][0].state.kalman[2] * results[-1][0].state.kalman[3] == \
+        pytest.approx(30, abs=0.5)  # the filter's width
+    farther = [dets((100, 50, 115, 130, 0.8, 0), (112, 40, 152, 120, 0.9, 0))]
+    (state,) = start(tracker, Start(walk(100), "person"))
+    assert run(tracker, still + farther, [state])[-1][0].box[2] < 120  # not occluded: as seen
+    off = GivenObjectTracker(Scripted(), GivenObjectsConfig(amodal_boxes=False))
+    (state,) = start(off, Start(walk(100), "person"))
+    assert run(off, still + hidden, [state])[-1][0].box[2] < 120
+
+
 def test_two_stages_coasting_and_refinding_within_the_buffer():
     tracker = GivenObjectTracker(Scripted())
     (state,) = start(tracker, Start(walk(10), "person"))
@@ -163,7 +183,8 @@ def test_one_assignment_for_all_objects_and_classes_kept_apart():
                            (100, 50, 130, 130, 0.9, 1)))
     results = run(tracker, frames, states)
     last = results[-1]
-    assert last[0].box[0] == pytest.approx(98, abs=3) and last[1].box[0] == pytest.approx(112, abs=3)
+    assert last[0].box[0] == pytest.approx(98, abs=3)
+    assert last[1].box[0] == pytest.approx(112, abs=3)
     assert last[2].box[0] == pytest.approx(100, abs=1) and all(r.found for r in last)
     assert tracker.detector.calls == len(frames)
     # a person object never takes the car's box

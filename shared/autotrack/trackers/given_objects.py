@@ -28,8 +28,10 @@ Per frame, for all the objects of one request at once (:meth:`GivenObjectTracker
    among the high-score boxes nobody took, inside the Kalman filter's 95% gate
    (its covariance grows while an object is lost, so the gate widens with time);
 5. a matched object is answered with its detection's box (``report_detection_boxes``; else
-   the Kalman posterior), in the margins the person drew around the detection the start box
-   overlapped (:attr:`GivenObject.margin`); an unmatched one **coasts** on its
+   the Kalman posterior), its edges under a nearer detection moved out to the object's
+   predicted size (``amodal_boxes``: a half-hidden person keeps a full box), in the
+   margins the person drew around the detection the start box overlapped
+   (:attr:`GivenObject.margin`); an unmatched one **coasts** on its
    prediction for ``track_buffer`` frames (scaled by the frame rate) and can be matched again
    at any time. After the buffer it is *held*: its filter stops (no more drift), its box stays
    where it was, and IoU (and appearance) may still find it there.
@@ -72,8 +74,8 @@ STATE_VERSION = 1
 MAX_OBJECT_STATE_BYTES = 16 * 1024  # one object's state, as JSON text
 MAX_GALLERY = 16  # embeddings an object may keep, whatever the configuration says
 MAX_GALLERY_BYTES = 8 * 1024  # float16 bytes of one object's gallery (about 11 KB as base64)
-MAX_NAME_CHARS = 200
-MAX_MARGIN = 1.0  # a drawn box's edges at most one detection size off its own  # a class or embedder name in a state
+MAX_NAME_CHARS = 200  # a class or embedder name in a state
+MAX_MARGIN = 1.0  # a drawn box's edges at most one detection size off its own
 GATE = CHI2_95[2]  # appearance re-finding: the centre within the filter's 95% ellipse
 _VELOCITY = slice(4, 8)
 _UNIT_BOX = np.array([0.0, 0.0, 1.0, 1.0])
@@ -107,6 +109,11 @@ class GivenObjectsConfig:
     # the Kalman posterior, which lags a walking person and keeps the start box's aspect long
     # (success AUC +0.01 to +0.05 on the rendered crossing scenes, tools/bench/sot.py).
     report_detection_boxes: bool = True
+    # Amodal boxes: a matched detection partly under a nearer detection (its bottom edge lower
+    # in the frame) covers only the visible part; its edges under the occluder are moved out
+    # to the object's predicted width and height, the box a person draws for a half-hidden
+    # person (MOT's convention), and the filter keeps the full size through the crossing.
+    amodal_boxes: bool = True
     gallery_size: int = 8  # embeddings kept per object (DeepSORT's budget, made small)
 
     def __post_init__(self) -> None:
@@ -397,9 +404,14 @@ class GivenObjectTracker:
         dets_all = np.concatenate(dets).astype(np.int64)
         match = np.full(n, -1, dtype=np.int64)
         match[rows_all] = dets_all
+        matched_boxes = boxes[dets_all]
+        if cfg.amodal_boxes and len(rows_all):
+            matched_boxes = _amodal(matched_boxes, dets_all, boxes, valid,
+                                    xyah_to_xyxy(kalman[rows_all, :4]))
         if len(rows_all):
             kalman[rows_all] = self.kalman.update(kalman[rows_all],
-                                                  xyxy_to_xyah(boxes[dets_all]))
+                                                  xyxy_to_xyah(matched_boxes))
+        full = dict(zip(rows_all.tolist(), matched_boxes))
         _tame(kalman)
         margins = np.array([o.margin for o in objects], dtype=np.float64)
         posterior = _with_margin(xyah_to_xyxy(kalman[:, :4]), margins)
@@ -409,7 +421,7 @@ class GivenObjectTracker:
         for i, obj in enumerate(objects):
             d = int(match[i])
             if d >= 0:
-                box = _cut(_with_margin(boxes[d:d + 1], margins[i:i + 1])[0]
+                box = _cut(_with_margin(full[i][None], margins[i:i + 1])[0]
                            if cfg.report_detection_boxes else posterior[i], width, height,
                            fallback=obj.box)
                 gallery = obj.gallery
@@ -472,6 +484,30 @@ class GivenObjectTracker:
             gallery = np.zeros((0, len(feature)), np.float16)
         budget = max(1, min(self.config.gallery_size, MAX_GALLERY_BYTES // (2 * len(feature))))
         return np.concatenate([gallery, feature[None].astype(np.float16)])[-budget:]
+
+
+def _amodal(matched: np.ndarray, indices: np.ndarray, boxes: np.ndarray, valid: np.ndarray,
+            predicted: np.ndarray) -> np.ndarray:
+    """``matched`` boxes (rows of ``boxes`` at ``indices``) with every edge that lies under a
+    nearer valid box moved out to the ``predicted`` box's width or height (never shrunk)."""
+    out = matched.copy()
+    for k, (d, box) in enumerate(zip(indices, matched)):
+        x1, y1, x2, y2 = box
+        width = max(predicted[k, 2] - predicted[k, 0], x2 - x1)
+        height = max(predicted[k, 3] - predicted[k, 1], y2 - y1)
+        for e in np.nonzero(valid & (boxes[:, 3] > y2))[0]:
+            if e == d:
+                continue
+            ex1, ey1, ex2, ey2 = boxes[e]
+            if ex2 <= x1 or ex1 >= x2 or ey2 <= y1 or ey1 >= y2:
+                continue  # no overlap
+            if ex1 > x1 and ex1 < x2 <= ex2:  # the right edge is under it
+                out[k, 2] = max(out[k, 2], x1 + width)
+            if ex2 < x2 and ex1 <= x1 < ex2:  # the left edge
+                out[k, 0] = min(out[k, 0], x2 - width)
+            if ey1 > y1 and ey1 < y2 <= ey2:  # the bottom edge
+                out[k, 3] = max(out[k, 3], y1 + height)
+    return out
 
 
 def _margin(drawn: np.ndarray, detected: np.ndarray) -> np.ndarray:
