@@ -248,3 +248,15 @@ def test_cuda_without_the_cuda_build_is_a_clear_error(tmp_path, frame_folder, ca
                  "--device", "cuda"])
     assert code == 2
     assert "no CUDA provider" in capsys.readouterr().err
+
+
+def test_ultralytics_batches_equal_single_frames(vtest_frames):
+    """ultralytics (a randomly initialised yolo11n, nothing downloaded) detects a batch of
+    frames in one predict call, with the boxes single calls give."""
+    pytest.importorskip("ultralytics")
+    detector = load_detector("yolo11n.yaml", min_score=0.001)
+    frames = vtest_frames[:3]
+    for a, b in zip([detector.detect(f) for f in frames], detector.detect_batch(frames)):
+        assert len(a) == len(b)
+        assert np.allclose(a.boxes, b.boxes, atol=1e-3) and np.allclose(a.scores, b.scores,
+                                                                          atol=1e-5)

@@ -35,6 +35,7 @@ EXPECTED = {
     "reid_speed": rf"^\| person-reid-0248 +\| +{FLOAT} \(\d+\) \| +{FLOAT} \(\d+\) \|",
     "sot": rf"^\| vittrack via Nuclio handler +\| TUD-Campus \(rendered, exact GT\) +\| +1/\d+ "
            rf"\| +\d+ \| +{FLOAT} \|",
+    "speed_quality": rf"^\| TUD-Campus rendered +\| --detect-every 2 +\| +1 \| +{FLOAT} \|",
     "vos_memory": rf"^\| sam2-official \| bedroom \| {FLOAT} \|$",
 }
 

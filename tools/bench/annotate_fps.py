@@ -1,18 +1,33 @@
-"""Frames per second of ``autotrack annotate`` on vtest.avi, split by stage.
+"""Frames per second of ``autotrack annotate`` on vtest.avi: the sequential pipeline beside
+the overlapped default and the fast settings, by stage, in one process.
 
-Run: python tools/bench/annotate_fps.py [--quick] [--repeats R]
+Run: python tools/bench/annotate_fps.py [--quick] [--repeats R] [--device cuda] [--rss]
 
 Builds what ``autotrack.cli.annotate`` builds, from the CLI's own default options
 (YOLOX-Nano on onnxruntime, ByteTrack, cvat-video output), runs ``pipeline.track_video``
-(which times decode / detect / track per frame) and times ``write_tracks`` as the output
-stage, exactly where the CLI does. Left out, as the CLI leaves them out of its stage times:
-model loading (reported apart), the progress bar, and the keyframe summary line.
+and times ``write_tracks`` as the output stage, exactly where the CLI does. Each mode is a
+set of ``autotrack annotate`` options; the modes run in turn, round after round (A, B, C, A,
+B, C, ...), so a noisy stretch of a shared machine slows all of them, and the best total of
+each is kept. ``sequential`` is the pipeline before issue 17 (``--sequential``: read,
+detect, track one frame after another, onnxruntime's default threads): the ratios are
+against it. The default's tracks are compared with the sequential ones exactly.
+
+``--device cuda`` times the GPU modes (YOLOX on onnxruntime's CUDA provider, one frame and
+``--batch 8`` per call; ultralytics yolo11n, randomly initialised so nothing is downloaded,
+speed only) beside the CPU sequential baseline. ``--rss`` runs the default pipeline on 100
+and on 1,000 frames (vtest.avi read again from the start after its 795), each in a fresh
+process, and prints the peak resident memory of each. Model loading is not timed; the
+int8 model is built into a temporary folder when the models folders lack it.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import os
+import resource
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -24,51 +39,80 @@ import numpy as np
 from common import header, markdown_table, use_local_models, vtest_video
 
 from autotrack.cli import build_parser
-from autotrack.detectors import Detector, class_filter, load_detector
+from autotrack.detect_every import tracker_frame_rate
+from autotrack.detectors import Detector, load_detector
 from autotrack.export import write_tracks
 from autotrack.keyframes import DEFAULT_KEYFRAME_IOU
 from autotrack.pipeline import AnnotationResult, track_video
+from autotrack.speed import SpeedOptions
 from autotrack.tracking_options import TrackingOptions
+from autotrack.tracks import Track
 from autotrack.video import FrameSource, VideoInfo
 
 STAGES = ("decode", "detect", "track", "output")
 QUICK_FRAMES = 30  # --quick: checks that the script still runs, not a measurement
+INT8 = "yolox-nano-int8"
+
+
+@dataclass(frozen=True)
+class Mode:
+    name: str
+    options: tuple[str, ...]  # autotrack annotate options, as a user types them
+
+
+CPU_MODES = (
+    Mode("sequential (before issue 17)", ("--sequential",)),
+    Mode("default (overlapped)", ()),
+    Mode("--detect-every 2", ("--detect-every", "2")),
+    Mode("int8", ("--detector", INT8)),
+    Mode("int8 + --detect-every 2", ("--detector", INT8, "--detect-every", "2")),
+)
+GPU_MODES = (
+    Mode("sequential (before issue 17), CPU", ("--sequential",)),
+    Mode("YOLOX cuda, 1 frame a call", ("--device", "cuda", "--batch", "1")),
+    Mode("YOLOX cuda, --batch 8", ("--device", "cuda")),
+    Mode("YOLOX cuda, --batch 8, --detect-every 2", ("--device", "cuda", "--detect-every", "2")),
+    Mode("ultralytics yolo11n cuda, 1 frame a call",
+         ("--device", "cuda", "--detector", "yolo11n.yaml", "--batch", "1")),
+    Mode("ultralytics yolo11n cuda, --batch 8",
+         ("--device", "cuda", "--detector", "yolo11n.yaml")),
+)
 
 
 class FirstFrames:
-    """The first ``limit`` frames of a FrameSource (for --quick); same interface."""
+    """The first ``limit`` frames of a video (vtest.avi read again from its start as often
+    as needed); the interface track_video reads."""
 
-    def __init__(self, source: FrameSource, limit: int) -> None:
-        self._source = source
-        self.info: VideoInfo = source.info
+    def __init__(self, path: Path, limit: int) -> None:
+        self._path = path
+        self.info: VideoInfo = FrameSource(path).info
         self._limit = limit
 
     def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
-        return itertools.islice(iter(self._source), self._limit)
+        again = (frame for _ in itertools.count() for _, frame in FrameSource(self._path))
+        return enumerate(itertools.islice(again, self._limit))
 
 
 @dataclass(frozen=True)
 class Run:
-    seconds: dict[str, float]  # per stage
+    seconds: dict[str, float]  # per stage, busy time (the stages overlap unless sequential)
+    wall: float  # the whole run, output included
     frames: int
-    tracks: int
+    tracks: list[Track]
     output_bytes: int
-
-    @property
-    def total(self) -> float:
-        return sum(self.seconds.values())
 
 
 def annotate_once(args: argparse.Namespace, detector: Detector, limit: int | None,
                   folder: Path) -> Run:
     """One ``autotrack annotate`` run, with the CLI's tracker settings and output call."""
+    speed = SpeedOptions.from_args(args)
     source = FrameSource(args.source)
-    frames = source if limit is None else FirstFrames(source, limit)
+    frames = source if limit is None else FirstFrames(source.path, limit)
     options = TrackingOptions.from_args(args)  # as cli.annotate builds the tracker
-    tracker = options.tracker(source.info.fps)
-    class_ids = class_filter(detector.class_names, None)
+    tracker = options.tracker(tracker_frame_rate(source.info.fps, speed.detect_every,
+                                                 options.tracker_name))
     result: AnnotationResult = track_video(frames, detector, tracker,  # type: ignore[arg-type]
-                                           class_ids=class_ids, smooth=options.smooth,
+                                           smooth=options.smooth, speed=speed,
                                            refine=options.refine_config(source.info.fps))
     output = folder / Path(args.output).name
     started = time.perf_counter()
@@ -76,8 +120,9 @@ def annotate_once(args: argparse.Namespace, detector: Detector, limit: int | Non
                  frame_count=result.frames_read, width=result.video.width,
                  height=result.video.height, min_iou=box_keyframe_iou(args))
     result.times.output = time.perf_counter() - started
-    return Run({stage: getattr(result.times, stage) for stage in STAGES}, result.frames_read,
-               len(result.tracks), output.stat().st_size)
+    return Run({stage: getattr(result.times, stage) for stage in STAGES},
+               result.seconds + result.times.output, result.frames_read, result.tracks,
+               output.stat().st_size)
 
 
 def box_keyframe_iou(args: argparse.Namespace) -> float:
@@ -87,42 +132,133 @@ def box_keyframe_iou(args: argparse.Namespace) -> float:
     return args.keyframe_iou if args.keyframe_iou is not None else DEFAULT_KEYFRAME_IOU
 
 
+def mode_args(mode: Mode, folder: Path) -> argparse.Namespace:
+    """The CLI's own parser supplies every default (detector, thresholds, keyframe IoU)."""
+    return build_parser().parse_args(["annotate", str(vtest_video()), "-o",
+                                      str(folder / "vtest.xml"), "-q", *mode.options])
+
+
+def mode_detector(args: argparse.Namespace) -> Detector:
+    speed = SpeedOptions.from_args(args)
+    return load_detector(args.detector, min_score=args.low_conf, device=args.device,
+                         threads=speed.session_threads, batch=speed.frames_per_call)
+
+
+def ensure_int8(folder: Path) -> None:
+    """The int8 model from the models folders, or built into ``folder`` (added to them)."""
+    from autotrack.errors import ModelNotFoundError
+    from autotrack.models import resolve_model
+
+    try:
+        resolve_model(INT8)
+        return
+    except ModelNotFoundError:
+        pass
+    from autotrack.detectors.quantize import calibration_frames, quantize_yolox
+    from autotrack.models import BUILT
+
+    print(f"building {INT8} into {folder} (tools/quantize_yolox.py does it for good) ...",
+          file=sys.stderr, flush=True)
+    quantize_yolox(resolve_model("yolox-nano"), calibration_frames(vtest_video()),
+                   folder / BUILT[INT8].filename)
+    os.environ["AUTOTRACK_MODELS"] += os.pathsep + str(folder)
+
+
+def same_tracks(a: list[Track], b: list[Track]) -> bool:
+    return len(a) == len(b) and all(
+        x.track_id == y.track_id and x.class_id == y.class_id
+        and np.array_equal(x.frames, y.frames) and np.array_equal(x.boxes, y.boxes)
+        for x, y in zip(a, b))
+
+
+def peak_rss(frames: int) -> float:
+    """MiB of peak resident memory of a fresh process annotating ``frames`` frames."""
+    run = subprocess.run([sys.executable, __file__, "--rss-child", str(frames)],
+                         capture_output=True, text=True, check=True)
+    return float(run.stdout.split()[-1])
+
+
+def rss_child(frames: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="autotrack-bench-") as tmp:
+        args = mode_args(CPU_MODES[1], Path(tmp))
+        run = annotate_once(args, mode_detector(args), frames, Path(tmp))
+    assert run.frames == frames
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
                         help=f"check the script runs, no numbers: first {QUICK_FRAMES} frames, "
                              "one run")
-    parser.add_argument("--repeats", type=int, help="runs, best total kept (default 5; 1 quick)")
+    parser.add_argument("--repeats", type=int, help="rounds, best total kept (default 5; 1 quick)")
+    parser.add_argument("--device", help="cuda or cuda:N: the GPU modes (default: CPU modes)")
+    parser.add_argument("--rss", action="store_true",
+                        help="also peak RSS of the default pipeline on 100 and 1,000 frames")
+    parser.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
+    use_local_models()
+    if options.rss_child:
+        rss_child(options.rss_child)
+        return
     repeats = options.repeats or (1 if options.quick else 5)
     limit = QUICK_FRAMES if options.quick else None
+    modes = GPU_MODES if options.device else CPU_MODES
+    if options.device and options.device != "cuda":
+        modes = tuple(Mode(m.name, tuple(options.device if o == "cuda" else o
+                                         for o in m.options)) for m in modes)
 
-    use_local_models()
     with tempfile.TemporaryDirectory(prefix="autotrack-bench-") as tmp:
-        # The CLI's own parser supplies every default (detector, thresholds, keyframe IoU).
-        args = build_parser().parse_args(
-            ["annotate", str(vtest_video()), "-o", str(Path(tmp) / "vtest.xml"), "-q"])
-        started = time.perf_counter()
-        detector = load_detector(args.detector, min_score=args.low_conf, device=args.device)
-        load_seconds = time.perf_counter() - started
-        runs = [annotate_once(args, detector, limit, Path(tmp)) for _ in range(repeats)]
-    best = min(runs, key=lambda run: run.total)
+        folder = Path(tmp)
+        if any(INT8 in m.options for m in modes):
+            ensure_int8(folder)
+        prepared = []
+        for mode in modes:
+            args = mode_args(mode, folder)
+            started = time.perf_counter()
+            detector = mode_detector(args)
+            prepared.append((mode, args, detector, time.perf_counter() - started))
+        runs: dict[str, list[Run]] = {mode.name: [] for mode in modes}
+        for _ in range(repeats):
+            for mode, args, detector, _ in prepared:
+                runs[mode.name].append(annotate_once(args, detector, limit, folder))
+    best = {name: min(done, key=lambda run: run.wall) for name, done in runs.items()}
+    baseline = best[modes[0].name]
+    default = best[modes[1].name]
 
-    print(header("`autotrack annotate` frames/s by stage"))
-    print(f"`autotrack annotate vtest.avi -o vtest.xml` path with CLI defaults (detector "
-          f"{args.detector}, conf {args.conf}, low-conf {args.low_conf}, cvat-video output): "
-          f"{best.frames} frames of {vtest_video().name}, "
-          f"{'one run' if repeats == 1 else f'the run with the best total of {repeats}'}; "
-          f"{best.tracks} tracks, "
-          f"{best.output_bytes / 1024:.0f} KiB XML. Model load (not counted): "
-          f"{load_seconds:.2f} s. Totals of all runs: "
-          f"{', '.join(f'{run.total:.1f} s' for run in runs)}.\n")
-    rows = [[stage, f"{best.seconds[stage]:.2f}", f"{best.seconds[stage] / best.frames * 1e3:.2f}",
-             _fps(best.frames, best.seconds[stage]), f"{best.seconds[stage] / best.total:.1%}"]
-            for stage in STAGES]
-    rows.append(["**overall**", f"{best.total:.2f}", f"{best.total / best.frames * 1e3:.2f}",
-                 _fps(best.frames, best.total), "100.0%"])
-    print(markdown_table(["stage", "seconds", "ms/frame", "frames/s", "% of time"], rows))
+    print(header(f"`autotrack annotate` frames/s, {'GPU' if options.device else 'CPU'} "
+                 "modes beside the sequential pipeline"))
+    print(f"{baseline.frames} frames of {vtest_video().name}, CLI defaults otherwise "
+          f"(conf {prepared[0][1].conf}, low-conf {prepared[0][1].low_conf}, cvat-video "
+          f"output), {os.cpu_count()} CPUs; "
+          f"{'one round' if repeats == 1 else f'the best of {repeats} interleaved rounds'} "
+          "per mode, wall time including the XML output, model loading not counted. "
+          f"Tracks of `{modes[1].name}` identical to the sequential ones: "
+          f"{'yes' if same_tracks(baseline.tracks, default.tracks) else 'NO'}.\n")
+    rows = []
+    for mode, _, _, load in prepared:
+        run = best[mode.name]
+        rows.append([mode.name, " ".join(mode.options) or "(none)", _fps(run.frames, run.wall),
+                     f"{baseline.wall / run.wall:.2f}x", len(run.tracks),
+                     ", ".join(f"{r.wall:.1f}" for r in runs[mode.name]), f"{load:.2f}"])
+    print(markdown_table(["mode", "options", "frames/s", "vs sequential", "tracks",
+                          "wall s (each round)", "load s"], rows,
+                         [False, False, True, True, True, False, True]))
+    print(f"\nBy stage, `{modes[1].name}` (busy time of each stage's threads; they overlap, "
+          "so the shares add up to more than 100%):\n")
+    print(markdown_table(
+        ["stage", "busy s", "ms/frame", "frames/s (alone)", "% of wall"],
+        [[stage, f"{default.seconds[stage]:.2f}",
+          f"{default.seconds[stage] / default.frames * 1e3:.2f}",
+          _fps(default.frames, default.seconds[stage]),
+          f"{default.seconds[stage] / default.wall:.1%}"]
+         for stage in STAGES] + [["**overall**", f"{default.wall:.2f}",
+                                  f"{default.wall / default.frames * 1e3:.2f}",
+                                  _fps(default.frames, default.wall), "100.0%"]]))
+    if options.rss:
+        small, large = peak_rss(100), peak_rss(1000)
+        print(f"\nPeak RSS of the default pipeline, each in a fresh process: 100 frames "
+              f"{small:.0f} MiB, 1,000 frames {large:.0f} MiB ({large / small - 1:+.1%}).")
 
 
 def _fps(frames: int, seconds: float) -> str:

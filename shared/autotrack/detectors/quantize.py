@@ -11,6 +11,7 @@ replaced. Needs the ``onnx`` package (``pip install "cvat-autotrack[quantize]"``
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -73,8 +74,15 @@ def quantize_yolox(float_model: str | Path, frames: Iterable[np.ndarray], output
         onnx.save(version_converter.convert_version(onnx.load(str(detector.model_path)), OPSET),
                   str(raised))
         built = Path(tmp) / output.name
-        quantize_static(str(raised), str(built), Frames(), quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # the quantizer logs advice on the root logger
+        try:
+            quantize_static(str(raised), str(built), Frames(), quant_format=QuantFormat.QDQ,
+                            per_channel=True, activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8,
+                            calibrate_method=CalibrationMethod.MinMax)
+        finally:
+            root.setLevel(level)
         built.replace(output)
     return output

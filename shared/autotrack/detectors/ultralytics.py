@@ -7,6 +7,7 @@ the user has them; a `.yaml` builds random weights offline, which is how the plu
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,25 +64,33 @@ class UltralyticsDetector:
         self.class_names = _class_names(self._model.names)
 
     def detect(self, frame_bgr: np.ndarray) -> Detections:
-        frame = check_frame(frame_bgr)
+        return self.detect_batch([frame_bgr])[0]
+
+    def detect_batch(self, frames_bgr: Sequence[np.ndarray]) -> list[Detections]:
+        """Detections of several frames from one ``predict`` call (one batch on a GPU)."""
+        frames = [check_frame(frame) for frame in frames_bgr]
         results = self._model.predict(
-            frame,
+            frames if len(frames) > 1 else frames[0],
             verbose=False,
             conf=self.min_score,
             iou=self.nms_iou,
             imgsz=self.imgsz,
             device=self.device,
         )
-        boxes = results[0].boxes
-        if boxes is None or len(boxes) == 0:
-            return Detections.empty()
-        masks = results[0].masks
-        return Detections(
-            boxes.xyxy.cpu().numpy().astype(np.float64),
-            boxes.conf.cpu().numpy().astype(np.float64),
-            boxes.cls.cpu().numpy().astype(np.int64),
-            None if masks is None else polygons_to_masks(masks.xy, frame.shape[:2]),
-        )
+        return [_detections(result, frame.shape[:2]) for result, frame in zip(results, frames)]
+
+
+def _detections(result: Any, shape: tuple[int, int]) -> Detections:
+    boxes = result.boxes
+    if boxes is None or len(boxes) == 0:
+        return Detections.empty()
+    masks = result.masks
+    return Detections(
+        boxes.xyxy.cpu().numpy().astype(np.float64),
+        boxes.conf.cpu().numpy().astype(np.float64),
+        boxes.cls.cpu().numpy().astype(np.int64),
+        None if masks is None else polygons_to_masks(masks.xy, shape),
+    )
 
 
 def _import_ultralytics() -> Any:
