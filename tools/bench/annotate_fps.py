@@ -56,25 +56,27 @@ INT8 = "yolox-nano-int8"
 
 @dataclass(frozen=True)
 class Mode:
+    key: str  # for --modes
     name: str
     options: tuple[str, ...]  # autotrack annotate options, as a user types them
 
 
 CPU_MODES = (
-    Mode("sequential (before issue 17)", ("--sequential",)),
-    Mode("default (overlapped)", ()),
-    Mode("--detect-every 2", ("--detect-every", "2")),
-    Mode("int8", ("--detector", INT8)),
-    Mode("int8 + --detect-every 2", ("--detector", INT8, "--detect-every", "2")),
+    Mode("sequential", "sequential (before issue 17)", ("--sequential",)),
+    Mode("default", "default (overlapped)", ()),
+    Mode("every2", "--detect-every 2", ("--detect-every", "2")),
+    Mode("int8", "int8", ("--detector", INT8)),
+    Mode("int8-every2", "int8 + --detect-every 2", ("--detector", INT8, "--detect-every", "2")),
 )
 GPU_MODES = (
-    Mode("sequential (before issue 17), CPU", ("--sequential",)),
-    Mode("YOLOX cuda, 1 frame a call", ("--device", "cuda", "--batch", "1")),
-    Mode("YOLOX cuda, --batch 8", ("--device", "cuda")),
-    Mode("YOLOX cuda, --batch 8, --detect-every 2", ("--device", "cuda", "--detect-every", "2")),
-    Mode("ultralytics yolo11n cuda, 1 frame a call",
+    Mode("sequential", "sequential (before issue 17), CPU", ("--sequential",)),
+    Mode("cuda-1", "YOLOX cuda, 1 frame a call", ("--device", "cuda", "--batch", "1")),
+    Mode("cuda-8", "YOLOX cuda, --batch 8", ("--device", "cuda")),
+    Mode("cuda-8-every2", "YOLOX cuda, --batch 8, --detect-every 2",
+         ("--device", "cuda", "--detect-every", "2")),
+    Mode("yolo11n-1", "ultralytics yolo11n cuda, 1 frame a call",
          ("--device", "cuda", "--detector", "yolo11n.yaml", "--batch", "1")),
-    Mode("ultralytics yolo11n cuda, --batch 8",
+    Mode("yolo11n-8", "ultralytics yolo11n cuda, --batch 8",
          ("--device", "cuda", "--detector", "yolo11n.yaml")),
 )
 
@@ -195,6 +197,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--device", help="cuda or cuda:N: the GPU modes (default: CPU modes)")
     parser.add_argument("--rss", action="store_true",
                         help="also peak RSS of the default pipeline on 100 and 1,000 frames")
+    parser.add_argument("--modes", help="comma-separated mode keys to run (the first two of "
+                        "the list always run): " + ", ".join(m.key for m in CPU_MODES + GPU_MODES))
     parser.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
     use_local_models()
@@ -204,9 +208,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     repeats = options.repeats or (1 if options.quick else 5)
     limit = QUICK_FRAMES if options.quick else None
     modes = GPU_MODES if options.device else CPU_MODES
+    if options.modes:
+        wanted = set(options.modes.split(","))
+        modes = modes[:2] + tuple(m for m in modes[2:] if m.key in wanted)
     if options.device and options.device != "cuda":
-        modes = tuple(Mode(m.name, tuple(options.device if o == "cuda" else o
-                                         for o in m.options)) for m in modes)
+        modes = tuple(Mode(m.key, m.name, tuple(options.device if o == "cuda" else o
+                                                for o in m.options)) for m in modes)
 
     with tempfile.TemporaryDirectory(prefix="autotrack-bench-") as tmp:
         folder = Path(tmp)
