@@ -46,7 +46,10 @@ amortised over the sequences of a frame. Its vtest-chain scores are not independ
 ..., 680; in each, the tallest confident (>= 0.7) person overlapping no other person box is
 the target, its reference the YOLOX-Nano boxes chained by IoU >= 0.3 (as
 tests/test_nuclio_tracker.py does). A tracker *holds* the person when its box has IoU >= 0.5
-with the reference on >= 90% of the frames where the reference has a box.
+with the reference on >= 90% of the frames where the reference has a box. The greedy chain
+jumps to another person where two boxes meet, so the clips are also scored against a
+cross-checked reference (``cross_checked``): only the frames where the chain and the
+offline ``autotrack annotate --tracker deepsort --refine`` track of the start box agree.
 
 **Handler latency** (``--no-latency`` skips it): serverless/bytetrack on nuclio_sdk's test
 platform, 1, 10 and 50 objects started on vtest frame 0 (the detector's person boxes, then
