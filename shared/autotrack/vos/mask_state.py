@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -62,6 +63,16 @@ class ShapePrompt:
     box: Box | None = None
     mask: np.ndarray | None = None  # (H, W) bool at the frame's size
 
+
+
+@lru_cache(maxsize=16)
+def _decoded_prompt(jpeg: bytes) -> np.ndarray:
+    """A state's stored frame, decoded once: a function checks it while parsing a request and
+    uses it again when it restarts the object (read-only, as it is shared). StateError (not
+    cached) when it does not decode."""
+    small = decode_state_jpeg(jpeg, PROMPT_MAX_SIDE, "mask state prompt frame")
+    small.setflags(write=False)
+    return small
 
 @dataclass(frozen=True)
 class MaskTrackState:
@@ -128,7 +139,7 @@ class MaskTrackState:
         """The stored start frame as stored (at most :data:`PROMPT_MAX_SIDE`); StateError when
         it does not decode to its stored size. A function checks it while parsing, so that a
         bad state is refused before any object of the request is started again."""
-        small = decode_state_jpeg(self.prompt_jpeg, PROMPT_MAX_SIDE, "mask state prompt frame")
+        small = _decoded_prompt(self.prompt_jpeg)
         if small.shape[:2] != self.stored_size:
             raise StateError("mask state prompt frame does not decode to its stored size")
         return small
