@@ -3,13 +3,15 @@
 * where the shared data lives, and the environment the detectors need (models offline);
 * interleaved best-of-R timing, so machine noise hits every tracker alike;
 * YOLOX-Nano detections for vtest.avi, computed once and cached as .npz;
-* MOTChallenge ground truth, detector-like detections made from it, and the standard
-  tracking metrics (HOTA, CLEAR, Identity) computed with TrackEval's own metric classes;
+* MOTChallenge ground truth (MOT15, and MOT17 as its evaluation filters it), public
+  detections, lower frame rates, detector-like detections made from ground truth, and the
+  standard tracking metrics (HOTA, CLEAR, Identity) computed with TrackEval's own metric classes;
 * the header every script prints (command line, machine facts) and Markdown tables.
 """
 
 from __future__ import annotations
 
+import configparser
 import gc
 import hashlib
 import os
@@ -18,14 +20,16 @@ import shlex
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
 
 from autotrack.detections import Detections
+from autotrack.evaluate.sequences import SequenceData, load_sequence
 from autotrack.export.mot import read_mot
+from autotrack.tracks import Track
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DETECTOR = "yolox-nano"
@@ -202,21 +206,94 @@ def detector_like(truth: Truth, seed: int, noise: DetectorNoise = DetectorNoise(
     return out
 
 
+def sequence_length(name: str) -> int:
+    """Frames of a MOTChallenge sequence, from its seqinfo.ini."""
+    info = configparser.ConfigParser()
+    info.read(shared_data() / "mot" / name / "seqinfo.ini")
+    return int(info["Sequence"]["seqLength"])
+
+
+def mot17_truth(name: str) -> SequenceData:
+    """A MOT17 sequence's ground truth as MOT17 evaluation scores it (TrackEval's MOT17
+    preprocessing, ``autotrack eval --convention mot17``): pedestrians (class 1) with a
+    non-zero consider flag are scored; predictions matched to a distractor (person on
+    vehicle, static person, distractor, reflection) are removed; every frame of the
+    sequence (seqinfo.ini) is kept."""
+    truth = load_sequence(shared_data() / "mot" / name / "gt.txt", ground_truth=True,
+                          convention="mot17", name=name)
+    return truth.padded(sequence_length(name))
+
+
+def public_detections(name: str, frames: int) -> list[Detections]:
+    """A MOTChallenge sequence's public detections (``det.txt``): one class, scores clipped
+    to [0, 1], one entry per frame 0..frames-1."""
+    rows = np.loadtxt(shared_data() / "mot" / name / "det.txt", delimiter=",", ndmin=2)
+    out = []
+    for t in range(frames):
+        r = rows[rows[:, 0] == t + 1]
+        boxes = np.hstack([r[:, 2:4], r[:, 2:4] + r[:, 4:6]])
+        out.append(Detections(boxes, np.clip(r[:, 6], 0, 1), np.zeros(len(r), dtype=np.int64)))
+    return out
+
+
+def every_nth_frame(truth: Truth | SequenceData, step: int) -> Truth | SequenceData:
+    """Frames 0, step, 2*step, ... of ``truth``, renumbered 0, 1, 2, ... (a lower frame
+    rate)."""
+    if isinstance(truth, Truth):
+        return Truth(truth.ids[::step], truth.boxes[::step])
+    return replace(truth, num_frames=len(truth.ids[::step]), ids=truth.ids[::step],
+                   boxes=truth.boxes[::step],
+                   masks=None if truth.masks is None else truth.masks[::step],
+                   ignored_boxes=truth.ignored_boxes[::step],
+                   ignored_distractor=truth.ignored_distractor[::step])
+
+
+Outputs = list[tuple[np.ndarray, np.ndarray]]
+
+
+def per_frame(tracks: Sequence[Track], frames: int) -> Outputs:
+    """Whole-video tracks as (track IDs, xyxy boxes) per frame 0..frames-1."""
+    ids: list[list[int]] = [[] for _ in range(frames)]
+    boxes: list[list[np.ndarray]] = [[] for _ in range(frames)]
+    for track in tracks:
+        for f, b in zip(track.frames.tolist(), track.boxes):
+            if f < frames:
+                ids[f].append(track.track_id)
+                boxes[f].append(b)
+    return [(np.asarray(i, dtype=np.int64), np.asarray(b, dtype=np.float64).reshape(-1, 4))
+            for i, b in zip(ids, boxes)]
+
+
+def tracks_of(outputs: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[Track]:
+    """Per-frame (track IDs, xyxy boxes) as whole-video tracks (the inverse of per_frame)."""
+    frames: dict[int, list[int]] = {}
+    boxes: dict[int, list[np.ndarray]] = {}
+    for t, (ids, bs) in enumerate(outputs):
+        for i, b in zip(np.asarray(ids).tolist(), np.asarray(bs, dtype=np.float64).reshape(-1, 4)):
+            frames.setdefault(i, []).append(t)
+            boxes.setdefault(i, []).append(b)
+    return [Track(i, 0, np.array(f, dtype=np.int64), np.array(boxes[i]), np.ones(len(f)))
+            for i, f in frames.items()]
+
+
 METRICS = ("HOTA", "DetA", "AssA", "LocA", "MOTA", "IDF1", "IDSW")
 
 
-def tracking_metrics(truth: Truth, outputs: Sequence[tuple[np.ndarray, np.ndarray]]
+def tracking_metrics(truth: Truth | SequenceData, outputs: Sequence[tuple[np.ndarray, np.ndarray]]
                      ) -> dict[str, float]:
     """HOTA, DetA, AssA, LocA (averaged over TrackEval's 19 IoU thresholds), MOTA and IDSW
     (CLEAR, IoU >= 0.5) and IDF1 (Identity, IoU >= 0.5), as fractions except IDSW, through
-    `autotrack eval`'s own code; ``outputs`` holds (track IDs, xyxy boxes) per frame."""
-    from autotrack.evaluate import SequenceData, evaluate_sequence
+    `autotrack eval`'s own code; ``outputs`` holds (track IDs, xyxy boxes) per frame.
+    ``truth`` as a SequenceData keeps its ignored rows (``mot17_truth``)."""
+    from autotrack.evaluate import evaluate_sequence
 
-    if len(outputs) != truth.frames:
-        raise ValueError(f"{len(outputs)} tracker frames for {truth.frames} truth frames")
-    gt = SequenceData("truth", truth.frames, tuple(np.asarray(i, dtype=np.int64) for i in truth.ids),
-                      tuple(np.asarray(b, dtype=np.float64).reshape(-1, 4) for b in truth.boxes))
-    pred = SequenceData("tracker", truth.frames,
+    frames = truth.num_frames if isinstance(truth, SequenceData) else truth.frames
+    if len(outputs) != frames:
+        raise ValueError(f"{len(outputs)} tracker frames for {frames} truth frames")
+    gt = truth if isinstance(truth, SequenceData) else SequenceData(
+        "truth", frames, tuple(np.asarray(i, dtype=np.int64) for i in truth.ids),
+        tuple(np.asarray(b, dtype=np.float64).reshape(-1, 4) for b in truth.boxes))
+    pred = SequenceData("tracker", frames,
                         tuple(np.asarray(i, dtype=np.int64) for i, _ in outputs),
                         tuple(np.asarray(b, dtype=np.float64).reshape(-1, 4) for _, b in outputs))
     metrics = evaluate_sequence(gt, pred).metrics

@@ -50,8 +50,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy.optimize import linear_sum_assignment, minimize
 
-from common import DetectorNoise, Truth, detector_like, header, markdown_table, mot_truth, \
-    shared_data, tracking_metrics
+from common import DetectorNoise, Truth, detector_like, every_nth_frame, header, \
+    markdown_table, mot_truth, per_frame, public_detections, shared_data, tracking_metrics, \
+    tracks_of
 
 from autotrack.export.mot import read_mot
 from autotrack.geometry import iou_matrix
@@ -170,14 +171,7 @@ def pixel_appearance(pixels: tuple[str, int], tracks: Sequence[Track], ends: int
 
 
 def truth_tracks(truth: Truth) -> dict[int, Track]:
-    frames: dict[int, list[int]] = {}
-    boxes: dict[int, list[np.ndarray]] = {}
-    for t, (ids, bs) in enumerate(zip(truth.ids, truth.boxes)):
-        for i, b in zip(ids.tolist(), bs):
-            frames.setdefault(i, []).append(t)
-            boxes.setdefault(i, []).append(b)
-    return {i: Track(i, 0, np.array(f, dtype=np.int64), np.array(boxes[i]), np.ones(len(f)))
-            for i, f in frames.items()}
+    return {t.track_id: t for t in tracks_of(list(zip(truth.ids, truth.boxes)))}
 
 
 def _crossings(tracks: dict[int, Track]) -> list[tuple[int, int, int]]:
@@ -274,22 +268,6 @@ def mot_tracks(path) -> list[Track]:
             for i, m in sorted(read_mot(path).items())]
 
 
-def public_detections(name: str, frames: int):
-    from autotrack.detections import Detections
-
-    rows = np.loadtxt(shared_data() / "mot" / name / "det.txt", delimiter=",", ndmin=2)
-    out = []
-    for t in range(frames):
-        r = rows[rows[:, 0] == t + 1]
-        boxes = np.hstack([r[:, 2:4], r[:, 2:4] + r[:, 4:6]])
-        out.append(Detections(boxes, np.clip(r[:, 6], 0, 1), np.zeros(len(r), dtype=np.int64)))
-    return out
-
-
-def every_second_frame(truth: Truth) -> Truth:
-    return Truth(truth.ids[::2], truth.boxes[::2])
-
-
 def cases(seeds: int, quick: bool, held_out: bool, rendered: int = 0,
           pixels: bool = False) -> list[Case]:
     out = []
@@ -314,7 +292,7 @@ def cases(seeds: int, quick: bool, held_out: bool, rendered: int = 0,
             detections = public_detections(name, truth.frames)
             out.append(Case("MOT17 ByteTrack 30 fps (held out)", truth,
                             collect_bytetrack(detections, 30.0), 30.0))
-            out.append(Case("MOT17 ByteTrack 15 fps (held out)", every_second_frame(truth),
+            out.append(Case("MOT17 ByteTrack 15 fps (held out)", every_nth_frame(truth, 2),
                             collect_bytetrack(detections[::2], 15.0), 15.0))
     if rendered:
         from crossing_scenes import crossing_scene
@@ -361,18 +339,6 @@ def needed_joins(tracks: Sequence[Track], identity: dict[int, int]) -> int:
         if identity[t.track_id] >= 0:
             counts[identity[t.track_id]] = counts.get(identity[t.track_id], 0) + 1
     return sum(c - 1 for c in counts.values())
-
-
-def per_frame(tracks: Sequence[Track], frames: int):
-    ids: list[list[int]] = [[] for _ in range(frames)]
-    boxes: list[list[np.ndarray]] = [[] for _ in range(frames)]
-    for track in tracks:
-        for f, b in zip(track.frames.tolist(), track.boxes):
-            if f < frames:
-                ids[f].append(track.track_id)
-                boxes[f].append(b)
-    return [(np.asarray(i, dtype=np.int64), np.asarray(b, dtype=np.float64).reshape(-1, 4))
-            for i, b in zip(ids, boxes)]
 
 
 @dataclass
