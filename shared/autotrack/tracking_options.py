@@ -24,14 +24,29 @@ TRACKERS = ("bytetrack", "deepsort")
 DEFAULT_REID = "person-reid-0248"
 
 
+def velocity_noise_scale(frame_rate: float) -> float:
+    """ByteTrack's Kalman velocity noise, times this, for offline annotation at ``frame_rate``:
+    1 from 10 frames/s up (as the reference), growing with the frame interval below (10 / fps).
+    Measured: MOT17 at 7.5 fps +1.4 HOTA, TUD subsampled to 8.3 and 6.25 fps (not tuned on)
+    up to +14; at 12.5 fps even 1.2 cost up to 3.6 HOTA on TUD, so nothing changes from 10 up."""
+    return max(1.0, LOW_FRAME_RATE / frame_rate)
+
+
+LOW_FRAME_RATE = 10.0  # frames/s below which the filter's velocity noise grows
+
+
 @dataclass(frozen=True)
 class TrackingOptions:
     conf: float = 0.5  # ByteTrack's high threshold
     low_conf: float = 0.1  # lowest score used at all (second stage)
-    track_buffer: int = 30  # frames at 30 fps
+    # Frames at 30 fps a lost object is remembered, scaled to the video's rate: 60 is 2 s at
+    # any rate. The online doors keep ByteTrack's 1 s; annotation sees the whole video, and on
+    # MOT17 at 7.5-30 fps 2 s gave +1.7 to +2.2 HOTA over 1 s (3 s: a little more on MOT17,
+    # a little less on the rendered TUD scenes; docs/benchmarks.md (e)).
+    track_buffer: int = 60
     boxes: str = "detection"  # box written per frame, before smoothing
     smooth: float = DEFAULT_SMOOTHING_SIGMA  # Gaussian sigma in frames; 0 keeps raw boxes
-    refine: bool = False  # offline: relink broken tracks, fill their gaps
+    refine: bool = True  # offline: relink broken tracks, fill their gaps (--no-refine: off)
     tracker_name: str = "bytetrack"
     reid: str = DEFAULT_REID  # DeepSORT's appearance model: registry name or file
 
@@ -69,6 +84,7 @@ class TrackingOptions:
             track_buffer=self.track_buffer,
             frame_rate=frame_rate,
             report_detection_boxes=self.boxes == "detection",
+            velocity_noise_scale=velocity_noise_scale(frame_rate),
         ))
 
     def refine_config(self, frame_rate: float) -> RefineConfig | None:
@@ -116,8 +132,8 @@ def add_tracking_arguments(parser: argparse.ArgumentParser | argparse._ArgumentG
                         help=f"lowest score a detection may have to be used at all "
                              f"(default {defaults.low_conf})")
     parser.add_argument("--track-buffer", type=int, default=defaults.track_buffer,
-                        help="frames (at 30 fps) a lost object is remembered "
-                             f"(default {defaults.track_buffer})")
+                        help="frames (at 30 fps; scaled to the video's rate) a lost object is "
+                             f"remembered (default {defaults.track_buffer}: 2 s)")
     parser.add_argument("--boxes", choices=BOX_SOURCES, default=defaults.boxes,
                         help="box per frame: the matched detection (default) or the tracker's "
                              "Kalman estimate (smooth but lagging)")
@@ -125,10 +141,12 @@ def add_tracking_arguments(parser: argparse.ArgumentParser | argparse._ArgumentG
                         help="offline Gaussian smoothing of each track, sigma in frames; 0 off "
                              f"(default {defaults.smooth:g}: removes detector jitter, so CVAT "
                              "needs fewer keyframes)")
-    parser.add_argument("--refine", action="store_true",
-                        help="offline: join tracks the tracker broke where motion clearly agrees "
-                             "(never tracks seen on the same frame) and fill missing frames by "
-                             "linear interpolation (up to 1.2 s)")
+    parser.add_argument("--refine", action=argparse.BooleanOptionalAction,
+                        default=defaults.refine,
+                        help="offline (on by default; --no-refine turns it off): join tracks the "
+                             "tracker broke where motion clearly agrees (never tracks seen on "
+                             "the same frame) and fill missing frames by linear interpolation "
+                             "(up to 1.2 s)")
     parser.add_argument("--reid", default=defaults.reid,
                         help="appearance model for --tracker deepsort: person-reid-0248 "
                              "(default), person-reid-0287, a Re-ID .onnx, or a torchreid OSNet "

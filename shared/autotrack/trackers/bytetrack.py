@@ -61,11 +61,19 @@ class ByteTrackConfig:
     # of the Kalman posterior the reference reports: closer to the object when the filter
     # lags, but as jittery as the detector (so more keyframes in CVAT).
     report_detection_boxes: bool = False
+    # The Kalman filter's velocity noise (ByteTrack's 1/160 of the box height per frame) times
+    # this. 1 is the reference; below 10 frames/s the offline annotation raises it (see
+    # autotrack.tracking_options), as a walker's velocity per frame changes more between
+    # frames far apart and a filter that adapts slowly loses people (MOT17 at 7.5 fps).
+    velocity_noise_scale: float = 1.0
 
     def __post_init__(self) -> None:
         check_fractions(self, ("track_high_thresh", "track_low_thresh", "new_track_thresh",
                                "match_thresh", "second_match_thresh",
                                "unconfirmed_match_thresh", "duplicate_iou"))
+        if not 0.1 <= self.velocity_noise_scale <= 100.0:
+            raise ValueError("velocity_noise_scale must lie in [0.1, 100], got "
+                             f"{self.velocity_noise_scale}")
         if self.track_low_thresh > self.track_high_thresh:
             raise ValueError("track_low_thresh must not exceed track_high_thresh")
         check_buffer(self)
@@ -98,7 +106,8 @@ class ByteTrack:
 
     def __init__(self, config: ByteTrackConfig | None = None) -> None:
         self.config = config or ByteTrackConfig()
-        self.kalman = KalmanFilterXYAH()
+        self.kalman = KalmanFilterXYAH(std_weight_velocity=KalmanFilterXYAH.std_weight_velocity
+                                       * self.config.velocity_noise_scale)
         self.frame_id = 0
         self.next_id = 1  # this tracker's own ID allocator: IDs never collide across instances
         self._table = np.zeros((0, WIDTH))
