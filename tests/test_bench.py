@@ -30,7 +30,7 @@ EXPECTED = {
                        r"crops; preview written and removed \(--quick\)$",
     "finetune": rf"^\| +1 \| +{FLOAT} \| +{FLOAT} \|$",
     "merge": rf"^\| made pieces +\| +1 \| +0\.90 \| +\d+ \| +\d+ \| +\d+ \| +(?:{FLOAT}|-) \|",
-    "quality": rf"^\| TUD-Campus · rendered, YOLOX-Nano +\| ours ByteTrack: annotate +\| +1 \| "
+    "quality": rf"^\| TUD-Campus · rendered, YOLOX-Nano +\| ours ByteTrack: annotate --no-refine +\| +1 \| "
                rf"+{FLOAT} \|",
     "reid_speed": rf"^\| person-reid-0248 +\| +{FLOAT} \(\d+\) \| +{FLOAT} \(\d+\) \|",
     "sot": rf"^\| vittrack via Nuclio handler +\| TUD-Campus \(rendered, exact GT\) +\| +1/\d+ "
