@@ -253,6 +253,21 @@ def test_dry_run_writes_nothing(server, tmp_path):
     assert "nothing was written to the server" in run.out
 
 
+def test_frames_fetched_ahead_upload_the_sequential_tracks(server, tmp_path):
+    """The default pipeline (chunks downloaded and frames detected ahead of the tracker)
+    uploads exactly what the one-frame-at-a-time loop (--sequential) uploads (each task has
+    label ids of its own)."""
+    uploads = []
+    for name, extra in (("ahead", ()), ("sequential", ("--sequential",))):
+        task = server.add_task(name, ["person"])
+        run = run_tool(server, str(task.id), "--start", "0", "--stop", "99", *extra,
+                       backup_dir=tmp_path / name)
+        assert run.rc == 0, run.err
+        tracks = [{**without_ids(t), "label_id": None} for t in server.stored(task)["tracks"]]
+        uploads.append(sorted(tracks, key=lambda t: (t["frame"], str(t["shapes"][0]["points"]))))
+    assert uploads[0] and uploads[0] == uploads[1]
+
+
 def test_replace_removes_only_this_tools_tracks(server, tmp_path):
     task = server.add_task("replace", [{"name": "person", "attributes": [
         {"name": "carrying", "mutable": True, "values": ["nothing", "bag"]},

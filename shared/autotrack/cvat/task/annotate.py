@@ -14,6 +14,7 @@ can fix print one line and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import threading
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, TextIO
@@ -22,6 +23,7 @@ import numpy as np
 
 from autotrack.cvat.task.annotate_masks import add_mask_arguments
 from autotrack.errors import InputError
+from autotrack.speed import SpeedOptions, add_speed_arguments
 from autotrack.tracking_options import (
     TrackingOptions,
     add_tracking_arguments,
@@ -73,6 +75,7 @@ def add_annotate_arguments(parser: argparse.ArgumentParser) -> None:
                        help="task label for detector classes whose names differ, e.g. "
                             "person=pedestrian,car=vehicle")
     add_tracking_arguments(model)
+    add_speed_arguments(model)
     model.add_argument("--keyframe-iou", type=fraction, default=None,
                        help="keep a keyframe where CVAT's interpolation would fall below this "
                             f"IoU with the tracker's box (default {DEFAULT_KEYFRAME_IOU}); "
@@ -105,14 +108,17 @@ class _CountingDetector:
         self._min_score = min_score
         self._count = count
         self.class_names = detector.class_names
+        self.thread_safe = getattr(detector, "thread_safe", False)  # the count has its lock
         self.frames_with: Counter[int] = Counter()
+        self._lock = threading.Lock()
 
     def detect(self, frame: np.ndarray) -> Any:
         detections = self._detector.detect(frame)
         if self._count and len(detections):
             other = ~np.isin(detections.class_ids, self._tracked)
             other &= detections.scores >= self._min_score
-            self.frames_with.update(np.unique(detections.class_ids[other]).tolist())
+            with self._lock:
+                self.frames_with.update(np.unique(detections.class_ids[other]).tolist())
         return detections
 
 
@@ -234,7 +240,9 @@ def _prepare(server: Any, args: argparse.Namespace, task_id: int | None, job_id:
         from autotrack.cvat.task.labels import plan_labels
         from autotrack.detectors import load_detector
 
-        run.detector = load_detector(args.detector, min_score=args.low_conf, device=args.device)
+        speed = SpeedOptions.from_args(args)
+        run.detector = load_detector(args.detector, min_score=args.low_conf, device=args.device,
+                                     threads=speed.session_threads, batch=speed.frames_per_call)
         classes = [c for c in args.classes.split(",") if c.strip()] if args.classes else None
         run.plan = plan_labels(run.detector.class_names, labels, label_map=args.label_map,
                                classes=classes, task_name=f"task {target.task_id}")
@@ -247,6 +255,7 @@ def _detect_and_track(run: _Run, args: argparse.Namespace, out: TextIO,
     from tqdm import tqdm
 
     from autotrack.cvat.task.frames import TaskFrames
+    from autotrack.detect_every import tracker_frame_rate
     from autotrack.export.cvat_json import tracks_to_cvat_json
     from autotrack.pipeline import track_video
 
@@ -256,12 +265,15 @@ def _detect_and_track(run: _Run, args: argparse.Namespace, out: TextIO,
     counting = _CountingDetector(run.detector, plan.class_ids, args.conf,
                                  count=not plan.restricted)
     options = TrackingOptions.from_args(args)
-    tracker = options.tracker(args.fps, device=args.device)
+    speed = SpeedOptions.from_args(args)
+    tracker = options.tracker(tracker_frame_rate(args.fps, speed.detect_every,
+                                                 options.tracker_name), device=args.device)
     with tqdm(total=len(run.frames), unit="frame", disable=args.quiet or None,
               desc=f"{target.kind} {target.id}", file=err) as bar:
+        # frames are downloaded (chunk by chunk) ahead of the detector, as a video is decoded
         result = track_video(source, counting, tracker, class_ids=plan.class_ids,
                              on_frame=lambda _: bar.update(), smooth=options.smooth,
-                             refine=options.refine_config(args.fps))
+                             refine=options.refine_config(args.fps), speed=speed)
     tracks_json = tracks_to_cvat_json(
         result.tracks, names, min_iou=args.keyframe_iou, frame_count=target.last_frame + 1,
         label_ids=plan.label_ids(), source="auto", width=target.width,
