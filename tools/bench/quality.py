@@ -262,14 +262,40 @@ def rescaled(detections: list[Detections], scale: str) -> list[Detections]:
     return yolox_like(detections) if scale == "YOLOX-like" else detections
 
 
+PAN = "panning camera (simulated)"
+PAN_X, PAN_Y = (150.0, 6.0), (30.0, 4.0)  # (amplitude px, period s) of the camera's sway
+
+
+def panned(truth: SequenceData, detections: list[Detections]
+           ) -> tuple[SequenceData, list[Detections]]:
+    """The sequence as a camera swaying sideways and up and down would see it: every box of
+    frame t (ground truth, ignored regions and detections alike) moved by the same offset,
+    150 px x 6 s and 30 px x 4 s sine waves (at most 5 px a frame at 30 fps, 21 at 7.5). Ego
+    motion as a box-only tracker sees it: everything moves at once; nobody leaves the frame."""
+    t = np.arange(truth.num_frames) / MOT17_FPS
+    offset = np.stack([PAN_X[0] * np.sin(2 * np.pi * t / PAN_X[1]),
+                       PAN_Y[0] * np.sin(2 * np.pi * t / PAN_Y[1])], axis=1)
+    shift = np.tile(offset, 2)  # (frames, 4): x1, y1, x2, y2
+
+    def moved(boxes: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
+        return tuple(np.asarray(b, np.float64).reshape(-1, 4) + shift[k]
+                     for k, b in enumerate(boxes))
+
+    truth = replace(truth, boxes=moved(truth.boxes), ignored_boxes=moved(truth.ignored_boxes))
+    return truth, [Detections(d.boxes + shift[k], d.scores, d.class_ids)
+                   for k, d in enumerate(detections)]
+
+
 def mot17_runs(names: Sequence[str], steps: Sequence[int], scale: str = SCALES[0]
                ) -> dict[tuple[str, int], Run]:
     """Per (sequence, step): the public detections and ground truth of every ``step``-th
-    frame, renumbered, at 30 / step fps."""
+    frame, renumbered, at 30 / step fps (``scale`` PAN: seen by a swaying camera)."""
     runs = {}
     for name in names:
         truth = mot17_truth(name)
         detections = rescaled(public_detections(name, truth.num_frames), scale)
+        if scale == PAN:
+            truth, detections = panned(truth, detections)
         for step in steps:
             runs[name, step] = Run(every_nth_frame(truth, step), detections[::step],
                                    fps=MOT17_FPS / step)
@@ -328,9 +354,9 @@ def mot17(quick: bool) -> None:
     every = (DOORS, *MOT17_OURS, *MOT17_PEERS)
     scale_steps = steps[:1]
     results: Results = {}
-    for scale in SCALES:
-        for (n, step), run in mot17_runs(names, steps if scale == SCALES[0] else scale_steps,
-                                         scale).items():
+    for scale in (*SCALES, PAN):
+        for (n, step), run in mot17_runs(names, steps if scale in (SCALES[0], PAN)
+                                         else scale_steps, scale).items():
             for who in every:
                 results[who, scale, n, step] = mot17_score(run, MOT17_RUNNERS[who](run))
     seconds = time.perf_counter() - started
@@ -366,6 +392,21 @@ def mot17(quick: bool) -> None:
             for scale in SCALES for who in every]
     print(markdown_table(["scores", "tracker", *MOT17_COLUMNS], rows,
                          [False, False] + [True] * len(MOT17_COLUMNS)))
+    print(f"\nA {PAN}: every box of frame t moved by the same offset, sine waves of "
+          f"{PAN_X[0]:g} px over {PAN_X[1]:g} s sideways and {PAN_Y[0]:g} px over {PAN_Y[1]:g} s "
+          "up and down (at most 5 px a frame at 30 fps, 21 at 7.5 fps). Mean of the "
+          "sequences, HOTA / IDF1, and the change from the still camera:\n")
+    rows = []
+    for step in steps:
+        for who in every:
+            moving = [results[who, PAN, n, step] for n in names]
+            still = [results[who, base, n, step] for n in names]
+            h, i = (100 * np.mean([r[m] for r in moving]) for m in ("HOTA", "IDF1"))
+            dh, di = (h - 100 * np.mean([r["HOTA"] for r in still]),
+                      i - 100 * np.mean([r["IDF1"] for r in still]))
+            rows.append([rate(step), who, f"{h:.1f} / {i:.1f}", f"{dh:+.1f} / {di:+.1f}"])
+    print(markdown_table(["rate", "tracker", "HOTA / IDF1", "vs still camera"], rows,
+                         [False, False, True, True]))
     print("\nPer sequence:\n")
     rows = [[n, rate(step), who, *mot17_cells([results[who, base, n, step]])]
             for n in names for step in steps for who in every]
