@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import importlib.util
 import json
-import sys
 from types import ModuleType
 
 import numpy as np
 
+from autotrack.cvat.nuclio.handler_module import load_handler_module
 from conftest import REPO_ROOT
 
 SERVERLESS = REPO_ROOT / "serverless"
@@ -19,19 +18,8 @@ SERVERLESS = REPO_ROOT / "serverless"
 
 def load_main(function: str) -> ModuleType:
     """serverless/<function>/nuclio/main.py as its own module (every main.py is called main)."""
-    name = f"autotrack_nuclio_{function}_main"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(
-        name, SERVERLESS / function / "nuclio" / "main.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # the test platform finds init_context through sys.modules
-    writes_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.dont_write_bytecode = writes_bytecode
-    return module
+    return load_handler_module(SERVERLESS / function / "nuclio" / "main.py",
+                               f"autotrack_nuclio_{function}_main")
 
 
 def resign(envelope: dict) -> str:

@@ -61,10 +61,8 @@ from __future__ import annotations
 
 import argparse
 import base64
-import importlib.util
 import json
 import os
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -296,12 +294,10 @@ class Handler:
         import nuclio_sdk
         import nuclio_sdk.test
 
-        path = REPO_ROOT / "serverless" / function / "nuclio" / "main.py"
-        name = f"autotrack_bench_nuclio_{function}_main"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # the test platform finds init_context through sys.modules
-        spec.loader.exec_module(module)
+        from autotrack.cvat.nuclio.handler_module import load_handler_module
+
+        module = load_handler_module(REPO_ROOT / "serverless" / function / "nuclio" / "main.py",
+                                     f"autotrack_bench_nuclio_{function}_main")
         self.event = nuclio_sdk.Event
         self.platform = nuclio_sdk.test.Platform()
         # the platform logs every call to stdout (calling Logger._log, so levels do not

@@ -15,14 +15,12 @@ from __future__ import annotations
 import contextlib
 import copy
 import gzip
-import importlib.util
 import json
 import logging
 import math
 import os
 import random
 import secrets
-import sys
 import time
 import traceback
 from collections import deque
@@ -34,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from autotrack.cvat.nuclio.bytetrack import DEFAULT_MAX_SHAPES as BYTETRACK_MAX_SHAPES
+from autotrack.cvat.nuclio.handler_module import load_handler_module
 from autotrack.cvat.nuclio.mask_tracker import DEFAULT_MAX_SHAPES as MASK_MAX_SHAPES
 from autotrack.cvat.nuclio.tracker import DEFAULT_MAX_SHAPES as SOT_MAX_SHAPES
 from fuzz import states as st
@@ -90,19 +89,8 @@ def environment(changes: dict[str, str | None]) -> Iterator[None]:
 
 def load_main(function: str) -> Any:
     """serverless/<function>/nuclio/main.py as its own module (every main.py is called main)."""
-    name = f"autotrack_fuzz_{function.replace('-', '_')}_main"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, SERVERLESS / function / "nuclio" /
-                                                  "main.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # the test platform finds init_context through sys.modules
-    writes_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.dont_write_bytecode = writes_bytecode
-    return module
+    return load_handler_module(SERVERLESS / function / "nuclio" / "main.py",
+                               f"autotrack_fuzz_{function.replace('-', '_')}_main")
 
 
 class _Capture(logging.Handler):
