@@ -8,6 +8,7 @@ low frame rate (MOT17-09's public detections, every 4th frame).
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 
 import numpy as np
@@ -15,15 +16,22 @@ import pytest
 
 from autotrack.cli import build_parser
 from autotrack.detections import Detections
-from autotrack.evaluate import SequenceData, evaluate_sequence
-from autotrack.evaluate.sequences import load_sequence
 from autotrack.kalman import KalmanFilterXYAH
 from autotrack.refine import refine_tracks
 from autotrack.smoothing import smooth_track
 from autotrack.trackers.bytetrack import ByteTrack, ByteTrackConfig
 from autotrack.tracking_options import TrackingOptions, velocity_noise_scale
 from autotrack.tracks import TrackCollector
-from conftest import MOT_DIR
+from conftest import REPO_ROOT
+
+sys.path.insert(0, str(REPO_ROOT / "tools" / "bench"))
+from common import (  # noqa: E402  (the benchmark's MOT17 helpers, one copy for both)
+    every_nth_frame,
+    mot17_truth,
+    per_frame,
+    public_detections,
+    tracking_metrics,
+)
 
 
 def test_the_annotation_defaults_are_offline_ones():
@@ -64,42 +72,24 @@ def test_the_noise_scale_travels_with_the_state_and_is_checked():
             ByteTrackConfig(velocity_noise_scale=bad)
 
 
-def _every_fourth(truth: SequenceData) -> SequenceData:
-    return replace(truth, num_frames=len(truth.ids[::4]), ids=truth.ids[::4],
-                   boxes=truth.boxes[::4],
-                   ignored_boxes=truth.ignored_boxes[::4] if truth.ignored_boxes else None,
-                   ignored_distractor=(truth.ignored_distractor[::4]
-                                       if truth.ignored_distractor else None))
-
-
 def _hota(options: TrackingOptions, velocity_scale: float | None, fps: float) -> float:
-    name = "MOT17-09-FRCNN"
-    truth = _every_fourth(load_sequence(MOT_DIR / name / "gt.txt", ground_truth=True,
-                                        convention="mot17", name=name))
-    rows = np.loadtxt(MOT_DIR / name / "det.txt", delimiter=",", ndmin=2)
+    """MOT17-09 at 30 / fps frames/s through ``options`` as `autotrack annotate` tracks, scored
+    as MOT17 evaluation scores it (the benchmark's own helpers, tools/bench/common.py)."""
+    name, step = "MOT17-09-FRCNN", round(30 / fps)
+    truth = every_nth_frame(mot17_truth(name), step)
+    detections = public_detections(name, mot17_truth(name).num_frames)[::step]
     tracker = options.tracker(fps)
     if velocity_scale is not None:
         tracker = ByteTrack(replace(tracker.config, velocity_noise_scale=velocity_scale))
     collector = TrackCollector()
-    for t in range(truth.num_frames):
-        r = rows[rows[:, 0] == 4 * t + 1]
-        boxes = np.hstack([r[:, 2:4], r[:, 2:4] + r[:, 4:6]])
-        collector.add(t, tracker.update(Detections(boxes, np.clip(r[:, 6], 0, 1),
-                                                   np.zeros(len(r), np.int64))))
+    for t, found in enumerate(detections):
+        collector.add(t, tracker.update(found))
     tracks = collector.tracks()
     config = options.refine_config(fps)
     if config is not None:
         tracks = refine_tracks(tracks, config=config).tracks
-    ids: list[list[int]] = [[] for _ in range(truth.num_frames)]
-    boxes: list[list[np.ndarray]] = [[] for _ in range(truth.num_frames)]
-    for track in (smooth_track(t, options.smooth) for t in tracks):
-        for frame, box in zip(track.frames.tolist(), track.boxes):
-            ids[frame].append(track.track_id)
-            boxes[frame].append(box)
-    pred = SequenceData("ours", truth.num_frames,
-                        tuple(np.array(i, np.int64) for i in ids),
-                        tuple(np.array(b, np.float64).reshape(-1, 4) for b in boxes))
-    return float(evaluate_sequence(truth, pred).metrics["HOTA"])
+    smoothed = [smooth_track(t, options.smooth) for t in tracks]
+    return tracking_metrics(truth, per_frame(smoothed, truth.num_frames))["HOTA"]
 
 
 def test_at_7_5_fps_the_offline_defaults_beat_the_online_settings():

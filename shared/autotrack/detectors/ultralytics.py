@@ -152,9 +152,10 @@ def _locate(model: str) -> str:
 
 def _checked(path: Path, known: ModelSpec | None) -> str:
     """A found copy of an official checkpoint whose digest is known must be that file."""
-    if known is not None and sha256_of(path) != known.sha256:
+    digest = sha256_of(path) if known is not None else None
+    if known is not None and digest != known.sha256:
         raise ModelNotFoundError(
-            f"{path} is not ultralytics' {known.name} (sha256 {sha256_of(path)}, expected "
+            f"{path} is not ultralytics' {known.name} (sha256 {digest}, expected "
             f"{known.sha256} from {known.url}): a damaged download or another model; remove "
             "it, or give it by another name or as a path"
         )
