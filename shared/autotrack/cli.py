@@ -132,7 +132,8 @@ def annotate(args: argparse.Namespace) -> int:
               desc=Path(args.source).name, file=sys.stderr) as bar:
         result = track_video(source, detector, tracker, class_ids=class_ids,
                              on_frame=lambda _: bar.update(), smooth=options.smooth,
-                             refine=options.refine_config(source.info.fps), speed=speed)
+                             refine=options.refine_config(source.info.fps), speed=speed,
+                             camera_motion=options.camera_motion_estimator())
     if result.frames_read == 0:
         raise InputError(f"{args.source}: no frames could be decoded")
     shortfall = source.shortfall(result.frames_read)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from autotrack.camera_motion import CameraMotion, CameraPath
 from autotrack.detect_every import bridge, detected_frame
 from autotrack.detections import Detections
 from autotrack.detectors.base import Detector, filter_detections
@@ -55,6 +56,7 @@ def track_video(
     smooth: float = 0.0,
     refine: RefineConfig | None = None,
     speed: SpeedOptions | None = None,
+    camera_motion: CameraMotion | None = None,
 ) -> AnnotationResult:
     """Run detection and tracking on every frame; collect whole-video tracks, optionally
     refine them (join broken tracks, fill gaps), and smooth them over time with a Gaussian
@@ -63,7 +65,9 @@ def track_video(
     ``speed`` None (or ``sequential``) runs the original loop; otherwise frames are decoded
     ahead and detected several at once (:mod:`autotrack.overlap`), reaching the tracker in
     the same order, so the tracks are the same. With ``detect_every`` K > 1 the tracker must
-    be built for :func:`autotrack.detect_every.tracker_frame_rate`."""
+    be built for :func:`autotrack.detect_every.tracker_frame_rate`. ``camera_motion``
+    estimates the camera's shift from each decoded frame and moves the tracker's predictions
+    by it (:mod:`autotrack.camera_motion`)."""
     speed = speed or SpeedOptions(sequential=True)
     every = speed.detect_every
     times = StageTimes()
@@ -81,40 +85,72 @@ def track_video(
                                  times=busy)
     try:
         tracks, frames_read = collect_tracks(stream, tracker, every=every, class_ids=class_ids,
-                                             on_frame=on_frame, times=times)
+                                             on_frame=on_frame, times=times,
+                                             camera_motion=camera_motion)
     finally:
         stream.close()  # stops the reader and workers when tracking failed
     start = clock()
-    # Refine before smoothing, so that filled frames are smoothed with the rest.
-    refinement = refine_tracks(tracks, config=refine) if refine is not None else None
-    if refinement is not None:
-        tracks = refinement.tracks
-    tracks = [smooth_track(track, smooth) for track in tracks]
+    tracks, refinement = finish_tracks(
+        tracks, refine=refine, smooth=smooth,
+        camera_path=camera_motion.path() if camera_motion is not None else None)
     times.track += clock() - start  # collecting, refining and smoothing is tracking work
     times.decode, times.detect = busy.decode, busy.detect
     return AnnotationResult(tracks, tuple(detector.class_names), source.info, frames_read, times,
                             refinement, clock() - began)
 
 
+def finish_tracks(tracks: list[Track], *, refine: RefineConfig | None = None,
+                  smooth: float = 0.0, camera_path: CameraPath | None = None
+                  ) -> tuple[list[Track], RefineResult | None]:
+    """The offline steps after tracking: refine (when asked), then smooth (so that filled
+    frames are smoothed with the rest). With a ``camera_path`` both run on the tracks as a
+    still camera would have seen them: a swaying camera's jumps are not the objects' motion
+    (smoothed in the image, a synthetic pan of tests/test_camera_motion.py scored 0.26 HOTA
+    instead of 0.90)."""
+    if camera_path is not None:
+        tracks = [camera_path.still(track) for track in tracks]
+    refinement = refine_tracks(tracks, config=refine) if refine is not None else None
+    if refinement is not None:
+        tracks = refinement.tracks
+    tracks = [smooth_track(track, smooth) for track in tracks]
+    if camera_path is not None:
+        tracks = [camera_path.moving(track) for track in tracks]
+    return tracks, refinement
+
+
 def collect_tracks(stream: Iterable[Detected], tracker: MultiObjectTracker, *, every: int = 1,
                    class_ids: np.ndarray | None = None,
                    on_frame: Callable[[int], None] | None = None,
-                   times: StageTimes | None = None) -> tuple[list[Track], int]:
+                   times: StageTimes | None = None,
+                   camera_motion: CameraMotion | None = None) -> tuple[list[Track], int]:
     """The tracker over a stream of frames in order: whole-video tracks (with the frames
     ``every`` > 1 skipped bridged, :mod:`autotrack.detect_every`) and the frames seen.
-    Frames without detections move ByteTrack on (``advance``); other trackers skip them."""
+    Frames without detections move ByteTrack on (``advance``); other trackers skip them.
+    With ``camera_motion``, each decoded frame's camera shift (the detections left out of
+    its estimate) reaches the tracker with the next update or advance, summed over frames
+    that were not decoded."""
     clock = time.perf_counter
     times = times if times is not None else StageTimes()
     collector = TrackCollector()
     frames_read = 0
     advance = getattr(tracker, "advance", None)
+    moved = np.zeros(2)  # camera shift not yet given to the tracker
     for item in stream:
         start = clock()
+        shift: dict[str, np.ndarray] = {}  # the tracker's camera_shift argument, if any
+        if camera_motion is not None:
+            if item.frame is not None:
+                boxes = item.detections.boxes if item.detections is not None else None
+                moved = moved + camera_motion.shift(item.frame, boxes, index=item.index)
+            shift = {"camera_shift": moved}
         if item.detections is not None:
             detections = filter_detections(item.detections, class_ids)
-            collector.add(item.index, tracker.update(detections, frame=item.frame), every)
+            collector.add(item.index, tracker.update(detections, frame=item.frame, **shift),
+                          every)
+            moved = np.zeros(2)
         elif advance is not None:
-            advance()
+            advance(**shift)
+            moved = np.zeros(2)
         times.track += clock() - start
         frames_read = item.index + 1
         if on_frame is not None:

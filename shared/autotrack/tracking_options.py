@@ -17,6 +17,7 @@ from autotrack.trackers.base import MultiObjectTracker
 from autotrack.trackers.bytetrack import ByteTrack, ByteTrackConfig
 
 if TYPE_CHECKING:
+    from autotrack.camera_motion import CameraMotion
     from autotrack.refine import RefineConfig
 
 BOX_SOURCES = ("detection", "kalman")
@@ -49,6 +50,7 @@ class TrackingOptions:
     refine: bool = True  # offline: relink broken tracks, fill their gaps (--no-refine: off)
     tracker_name: str = "bytetrack"
     reid: str = DEFAULT_REID  # DeepSORT's appearance model: registry name or file
+    camera_motion: bool = False  # estimate the camera's shift from the frames, follow it
 
     def __post_init__(self) -> None:
         if self.low_conf > self.conf:
@@ -98,11 +100,18 @@ class TrackingOptions:
         # (up to +0.5 HOTA on the rendered scenes).
         return replace(RefineConfig(), interpolation="gaussian").at_frame_rate(frame_rate)
 
+    def camera_motion_estimator(self) -> CameraMotion | None:
+        """A fresh camera-shift estimator for one video, or None when the option is off."""
+        from autotrack.camera_motion import CameraMotion  # lazy: imports OpenCV
+
+        return CameraMotion() if self.camera_motion else None
+
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> TrackingOptions:
         return cls(conf=args.conf, low_conf=args.low_conf, track_buffer=args.track_buffer,
                    boxes=args.boxes, smooth=args.smooth, refine=args.refine,
-                   tracker_name=args.tracker, reid=args.reid)
+                   tracker_name=args.tracker, reid=args.reid,
+                   camera_motion=args.camera_motion)
 
 
 def bounded_float(low: float, high: float) -> Callable[[str], float]:
@@ -152,6 +161,11 @@ def add_tracking_arguments(parser: argparse.ArgumentParser | argparse._ArgumentG
                              "tracker broke where motion clearly agrees (never tracks seen on "
                              "the same frame) and fill missing frames along each side's motion "
                              "(up to 1.2 s)")
+    parser.add_argument("--camera-motion", action=argparse.BooleanOptionalAction,
+                        default=defaults.camera_motion,
+                        help="estimate the camera's own motion from the frames (the background "
+                             "around the detections) and move every track's prediction with "
+                             "it: for panning or shaking cameras (default: off)")
     parser.add_argument("--reid", default=defaults.reid,
                         help="appearance model for --tracker deepsort: person-reid-0248 "
                              "(default), person-reid-0287, a Re-ID .onnx, or a torchreid OSNet "

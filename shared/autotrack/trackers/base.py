@@ -29,6 +29,14 @@ class MultiObjectTracker(Protocol):
 ConfigT = TypeVar("ConfigT")
 
 
+def camera_shift_array(camera_shift: object) -> np.ndarray:
+    """A tracker's ``camera_shift`` argument as a finite (2,) float array (dx, dy)."""
+    shift = np.asarray(camera_shift, dtype=np.float64).reshape(2)
+    if not np.isfinite(shift).all():
+        raise ValueError(f"camera_shift must be finite, got {shift}")
+    return shift
+
+
 def check_fractions(config: object, names: tuple[str, ...]) -> None:
     """ValueError unless each named field of ``config`` lies in [0, 1]."""
     for name in names:

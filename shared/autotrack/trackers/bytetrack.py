@@ -27,7 +27,12 @@ from autotrack.errors import StateError
 from autotrack.geometry import iou_matrix, xyah_to_xyxy, xyxy_to_xyah
 from autotrack.kalman import STATE_SIZE, KalmanFilterXYAH, covariance_is_valid
 from autotrack.state import PayloadReader, decode_state, encode_state
-from autotrack.trackers.base import check_buffer, check_fractions, config_from_dict
+from autotrack.trackers.base import (
+    camera_shift_array,
+    check_buffer,
+    check_fractions,
+    config_from_dict,
+)
 
 STATE_KIND = "bytetrack"
 STATE_VERSION = 1
@@ -89,6 +94,7 @@ class ByteTrackConfig:
 ID, STATE, ACTIVATED, SCORE, CLASS, START, END, LENGTH = range(8)
 KALMAN = slice(8, 28)  # the Kalman filter's packed state (see kalman.py)
 MEAN = slice(8, 16)  # its mean: cx, cy, a, h and their velocities
+CENTRE = slice(8, 10)  # cx, cy of the mean
 COVARIANCE = slice(16, 28)
 VELOCITY_H = 15
 DETECTION = slice(28, 32)  # the box of the detection matched last (xyxy)
@@ -121,10 +127,12 @@ class ByteTrack:
             similarity *= scores[cols]
         return 1.0 - similarity
 
-    def update(self, detections: Detections, *, frame: np.ndarray | None = None
-               ) -> TrackedObjects:
+    def update(self, detections: Detections, *, frame: np.ndarray | None = None,
+               camera_shift: np.ndarray | None = None) -> TrackedObjects:
         """Associate one frame's detections; returns the confirmed tracks seen in it.
-        ``frame`` is ignored: ByteTrack uses no appearance."""
+        ``frame`` is ignored: ByteTrack uses no appearance. ``camera_shift`` (dx, dy): how far
+        the camera's motion moved the scene since the previous call
+        (:mod:`autotrack.camera_motion`); every prediction moves with it before matching."""
         cfg = self.config
         self.frame_id += 1
         boxes, scores, classes = detections.boxes, detections.scores, detections.class_ids
@@ -143,6 +151,7 @@ class ByteTrack:
         # Tracked rows precede lost rows, so this is the reference's tracked + lost pool.
         pool = (~unconfirmed_mask).nonzero()[0]
         self._predict(unconfirmed)
+        self._move(camera_shift)
         # One IoU matrix, tracks x boxes, serves all three stages.
         iou = iou_matrix(xyah_to_xyxy(table[:, MEAN]), boxes)
 
@@ -213,7 +222,7 @@ class ByteTrack:
             ))
         return output
 
-    def advance(self) -> None:
+    def advance(self, camera_shift: np.ndarray | None = None) -> None:
         """One frame passes without detections (``autotrack annotate --detect-every``):
         every track's prediction moves a frame on, and nothing is matched, lost or
         dropped; the next :meth:`update` matches against predictions for its own frame, and
@@ -221,6 +230,14 @@ class ByteTrack:
         self.frame_id += 1
         table = self._table
         self._predict(((table[:, STATE] == TRACKED) & (table[:, ACTIVATED] == 0)).nonzero()[0])
+        self._move(camera_shift)
+
+    def _move(self, camera_shift: np.ndarray | None) -> None:
+        """Every track's box centre moved by the camera's shift (None: a still camera). The
+        velocity stays: it is the object's own motion once the camera's is taken out."""
+        if camera_shift is None:
+            return
+        self._table[:, CENTRE] += camera_shift_array(camera_shift)
 
     def _predict(self, unconfirmed: np.ndarray) -> None:
         """Predict the pool; a lost track's height velocity is frozen, as in the reference.

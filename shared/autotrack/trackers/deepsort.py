@@ -64,7 +64,7 @@ from autotrack.geometry import iou_matrix, xyah_to_xyxy, xyxy_to_xyah
 from autotrack.kalman import CHI2_95, STATE_SIZE, KalmanFilterXYAH, covariance_is_valid
 from autotrack.reid.base import Embedder, l2_normalize
 from autotrack.state import PayloadReader, decode_state, encode_state
-from autotrack.trackers.base import config_from_dict
+from autotrack.trackers.base import camera_shift_array, config_from_dict
 
 STATE_KIND = "deepsort"
 STATE_VERSION = 1
@@ -118,6 +118,7 @@ class DeepSortConfig:
 ID, CONFIRMED, SCORE, CLASS, START, END, N_FEATURES = range(7)
 KALMAN = slice(7, 27)  # the Kalman filter's packed state (see kalman.py)
 MEAN = slice(7, 15)
+CENTRE = slice(7, 9)  # cx, cy of the mean
 DETECTION = slice(27, 31)  # the box of the detection matched last (xyxy)
 EARLY = 31  # then, per tentative frame: reported box (4), score, class
 EARLY_FIELDS = 6
@@ -144,11 +145,14 @@ class DeepSort:
 
     # ------------------------------------------------------------------ update
     def update(self, detections: Detections, embeddings: np.ndarray | None = None, *,
-               frame: np.ndarray | None = None) -> TrackedObjects:
+               frame: np.ndarray | None = None, camera_shift: np.ndarray | None = None
+               ) -> TrackedObjects:
         """Associate one frame's detections; returns the confirmed tracks matched in it.
 
         Appearance comes from ``embeddings`` ((N, D), row i for detection i) if given, else
-        from the tracker's embedder run on ``frame`` (HxWx3 uint8 BGR).
+        from the tracker's embedder run on ``frame`` (HxWx3 uint8 BGR). ``camera_shift``
+        (dx, dy), the scene's motion since the previous call from the camera's own
+        (:mod:`autotrack.camera_motion`), moves every prediction before matching.
         """
         cfg = self.config
         boxes, scores, classes = detections.boxes, detections.scores, detections.class_ids
@@ -163,6 +167,8 @@ class DeepSort:
         table = self._table
         if len(table):
             table[:, KALMAN] = self.kalman.predict(table[:, KALMAN])
+            if camera_shift is not None:
+                table[:, CENTRE] += camera_shift_array(camera_shift)
         since_update = self.frame_id - table[:, END]
         confirmed = (table[:, CONFIRMED] == 1).nonzero()[0]
         unmatched = np.arange(n_dets)

@@ -273,7 +273,8 @@ def _detect_and_track(run: _Run, args: argparse.Namespace, out: TextIO,
         # frames are downloaded (chunk by chunk) ahead of the detector, as a video is decoded
         result = track_video(source, counting, tracker, class_ids=plan.class_ids,
                              on_frame=lambda _: bar.update(), smooth=options.smooth,
-                             refine=options.refine_config(args.fps), speed=speed)
+                             refine=options.refine_config(args.fps), speed=speed,
+                             camera_motion=options.camera_motion_estimator())
     tracks_json = tracks_to_cvat_json(
         result.tracks, names, min_iou=args.keyframe_iou, frame_count=target.last_frame + 1,
         label_ids=plan.label_ids(), source="auto", width=target.width,
