@@ -23,6 +23,8 @@ FLOAT = r"-?\d+(?:\.\d+)?"
 # script -> a line its --quick output must contain (a table row with numbers, or its summary)
 EXPECTED = {
     "agreement": rf"^\| synthetic 20 obj \(30 f\) +\| ours \(MOT17\) +\| +{FLOAT} \|.*\d%",
+    "camera_motion": rf"^\| swaying +\| 6\.25 fps +\| ours: annotate --camera-motion +\| +"
+                     rf"{FLOAT} / {FLOAT} / {FLOAT} / {FLOAT} \|$",
     "annotate_fps": rf"^\| \*\*overall\*\* +\| +{FLOAT} \| +{FLOAT} \|",
     "association": rf"^\| TUD-Campus \(71 f, 8 ids, {FLOAT}/f\) +\| ours: annotate +\| +1 \| "
                    rf"{FLOAT} ± {FLOAT} \|",
