@@ -8,7 +8,7 @@ per-call latency of the VitTrack Nuclio handler (CVAT's tracker protocol, JSON i
 ByteTrack Nuclio handler's latency for 1, 10 and 50 objects a request, with its state sizes.
 
 Run: python tools/bench/sot.py [--quick] [--seed S] [--max-sequences N] [--no-vtest]
-     [--no-clips] [--no-latency]
+     [--no-clips] [--no-latency] [--clips-only]
 
 Sequences:
 
@@ -47,9 +47,11 @@ amortised over the sequences of a frame. Its vtest-chain scores are not independ
 the target, its reference the YOLOX-Nano boxes chained by IoU >= 0.3 (as
 tests/test_nuclio_tracker.py does). A tracker *holds* the person when its box has IoU >= 0.5
 with the reference on >= 90% of the frames where the reference has a box. The greedy chain
-jumps to another person where two boxes meet, so the clips are also scored against a
-cross-checked reference (``cross_checked``): only the frames where the chain and the
-offline ``autotrack annotate --tracker deepsort --refine`` track of the start box agree.
+jumps to another person where two boxes meet, so the clips are scored first against a
+reference checked by eye (``tools/bench/reference/vtest-clips-checked.csv``, how it was made
+in the README beside it): the same start boxes, YOLOX-Nano boxes of the person the start box
+holds, frames where the person is hidden, gone or unclear left out. ``--clips-only`` runs
+just the clips.
 
 **Handler latency** (``--no-latency`` skips it): serverless/bytetrack on nuclio_sdk's test
 platform, 1, 10 and 50 objects started on vtest frame 0 (the detector's person boxes, then
@@ -388,6 +390,20 @@ CLIP_IOU = 0.3  # the reference chain's link, as tests/test_nuclio_tracker.py
 HOLD_IOU, HOLD_FRACTION = 0.5, 0.9
 
 
+def clip_start_box(detections) -> np.ndarray | None:
+    """A clip's person: the tallest confident (>= 0.7) person box overlapping no other person
+    box (scoring >= 0.3), else the tallest confident one; None without a confident person."""
+    people = detections.boxes[(detections.class_ids == PERSON)
+                              & (detections.scores >= CHAIN_MIN_SCORE)]
+    sure = detections.boxes[(detections.class_ids == PERSON)
+                            & (detections.scores >= CHAIN_START_SCORE)]
+    candidates = sorted(sure, key=lambda b: b[1] - b[3])
+    if not candidates:
+        return None
+    return next((b for b in candidates if (iou_matrix(b[None], people)[0] > 0).sum() == 1),
+                candidates[0])
+
+
 def vtest_clips() -> list[SotSequence]:
     """The 35 vtest clips (see the module docstring); gt is the reference chain, NaN where
     it has no box."""
@@ -396,13 +412,9 @@ def vtest_clips() -> list[SotSequence]:
               for d in detections]
     out = []
     for start in CLIP_STARTS:
-        sure = detections[start].boxes[(detections[start].class_ids == PERSON)
-                                       & (detections[start].scores >= CHAIN_START_SCORE)]
-        candidates = sorted(sure, key=lambda b: b[1] - b[3])
-        if not candidates:
+        first = clip_start_box(detections[start])
+        if first is None:
             continue
-        first = next((b for b in candidates
-                      if (iou_matrix(b[None], people[start])[0] > 0).sum() == 1), candidates[0])
         boxes, prev = [first], first
         for t in range(start + 1, min(start + CLIP_LENGTH, len(people))):
             ious = iou_matrix(prev[None], people[t])[0] if len(people[t]) else np.zeros(0)
@@ -415,51 +427,28 @@ def vtest_clips() -> list[SotSequence]:
     return out
 
 
-def deepsort_tracks(frames: int | None = None) -> dict[int, dict[int, np.ndarray]]:
-    """vtest.avi (its first ``frames`` frames, as a frame folder, for --quick) tracked offline
-    by ``autotrack annotate --tracker deepsort --refine`` (people, YOLOX-Nano,
-    person-reid-0248): track id -> {frame index: xyxy box}."""
-    import tempfile
-
-    from autotrack.cli import main as autotrack
-
-    with tempfile.TemporaryDirectory(prefix="bench-sot-") as folder:
-        out, source = Path(folder) / "deepsort.txt", str(vtest_video())
-        if frames is not None:
-            source = str(Path(folder) / "frames")
-            Path(source).mkdir()
-            for i, image in zip(range(frames), vtest_frames()):
-                cv2.imwrite(str(Path(source) / f"{i:06d}.png"), image)
-        status = autotrack(["annotate", source, "-o", str(out), "--format", "mot",
-                            "--tracker", "deepsort", "--refine", "--classes", "person", "-q"])
-        if status != 0:
-            raise SystemExit("autotrack annotate --tracker deepsort failed")
-        rows = np.loadtxt(out, delimiter=",", ndmin=2)
-    tracks: dict[int, dict[int, np.ndarray]] = {}
-    for frame, track, x, y, w, h in rows[:, :6]:
-        tracks.setdefault(int(track), {})[int(frame) - 1] = np.array([x, y, x + w, y + h])
-    return tracks
+CHECKED_REFERENCE = REPO_ROOT / "tools" / "bench" / "reference" / "vtest-clips-checked.csv"
 
 
-def cross_checked(clips: list[SotSequence], tracks: dict[int, dict[int, np.ndarray]]
+def checked_clips(clips: list[SotSequence], path: Path = CHECKED_REFERENCE
                   ) -> list[SotSequence]:
-    """The clips with only the frames where the chain and the DeepSORT track that holds the
-    start box agree (IoU >= 0.5): the greedy chain jumps to another person where two people's
-    boxes meet (seen by eye on clips 80, 100, 300, 540, 580), the DeepSORT track breaks off
-    in others; a frame where the two disagree or one has no box is left unscored."""
+    """The clips scored against the reference checked by eye (``tools/bench/reference``: who
+    the person is, decided on crops of every candidate; the boxes are YOLOX-Nano's; frames
+    where the person is hidden, gone or unclear are left out). The start boxes must be the
+    clips' own: the file belongs to these clips and this detector."""
+    rows = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
     out = []
     for clip in clips:
-        def overlap(track: int) -> float:
-            box = tracks[track].get(clip.start)
-            return 0.0 if box is None else float(iou_matrix(clip.gt[0][None], box[None])[0, 0])
-
-        best = max(tracks, key=overlap)
-        gt = clip.gt.copy()
-        for i in range(1, len(gt)):
-            box = tracks[best].get(clip.start + i)
-            if box is None or not np.isfinite(gt[i, 0]) \
-                    or iou_matrix(gt[i][None], box[None])[0, 0] < HOLD_IOU:
-                gt[i] = np.nan
+        mine = rows[rows[:, 0] == clip.start]
+        gt = np.full_like(clip.gt, np.nan)
+        offsets = mine[:, 1].astype(int) - clip.start
+        if len(mine) == 0 or offsets.min() != 0 or offsets.max() >= CLIP_LENGTH:
+            raise SystemExit(f"{path}: clip {clip.start} has no start row or rows outside it")
+        inside = offsets < len(gt)  # --quick cuts the clips short
+        gt[offsets[inside]] = mine[inside, 2:6]
+        if not np.allclose(gt[0], clip.gt[0], atol=0.01):
+            raise SystemExit(f"{path}: clip {clip.start} starts on {gt[0]}, the clip on "
+                             f"{clip.gt[0]} (another detector or video?)")
         out.append(replace(clip, gt=gt, preds=clip.preds))
     return out
 
@@ -534,14 +523,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-clips", action="store_true", help="skip the 35 vtest clips")
     parser.add_argument("--no-latency", action="store_true",
                         help="skip the ByteTrack handler latency for 1, 10 and 50 objects")
+    parser.add_argument("--clips-only", action="store_true",
+                        help="only the 35 vtest clips (no sequence sets, no latency)")
     args = parser.parse_args(argv)
+    if args.clips_only:
+        args.no_latency = True
     limit = args.max_sequences
 
     sets: list[tuple[str, list[SotSequence], object]] = []
-    for sequence in SEQUENCES[:1] if args.quick else SEQUENCES:
+    for sequence in () if args.clips_only else SEQUENCES[:1] if args.quick else SEQUENCES:
         sets.append((f"{sequence} (rendered, exact GT)", crossing_sequences(sequence),
                      lambda sequence=sequence: crossing_frames(sequence, args.seed)))
-    if not args.no_vtest:
+    if not (args.no_vtest or args.clips_only):
         sets.append(("vtest chains (detector-chain, approximate GT)", vtest_chains(),
                      vtest_frames))
     found = {name: len(seqs) for name, seqs, _ in sets}
@@ -576,22 +569,23 @@ def main(argv: list[str] | None = None) -> None:
     total = time.perf_counter() - started
 
     print(header("Single-object trackers on rendered crossings and vtest.avi"))
-    print(f"Crossing scenes seed {args.seed}: one sequence per person with >= {MIN_FRAMES} "
-          "scored frames, started on its first fully visible box, scored on the rest against "
-          "the exact pasted box (fully hidden frames unscored). vtest chains: YOLOX-Nano boxes "
-          f"chained by IoU >= {CHAIN_IOU} (gaps <= {CHAIN_GAP} frames, <= {CHAIN_LENGTH} "
-          "frames), approximate GT. Success AUC (21 IoU thresholds, perfect = 0.952) and "
-          "precision@20px from `autotrack.evaluate.sot`, mean over sequences. Frames/s: "
-          "`update` calls only (torch on 1 thread, OpenCV default); for the handler row, "
-          "calls/s of the handler, with its per-call "
-          "latency (JSON request and answer included, JPEG q90 frames). OSTrack-tiny has "
-          f"random weights (torch seed {args.seed}) and its box is re-set to the previous "
-          "frame's true box before every update: a speed and plumbing row, not accuracy. "
-          f"Tracking pass: {total:.0f} s.\n")
-    print(markdown_table(
-        ["tracker", "sequence set", "seqs", "frames", "success AUC", "prec@20px", "frames/s",
-         "handler median ms", "handler p95 ms"], rows,
-        [False, False, True, True, True, True, True, True, True]))
+    if rows:
+        print(f"Crossing scenes seed {args.seed}: one sequence per person with >= {MIN_FRAMES} "
+              "scored frames, started on its first fully visible box, scored on the rest against "
+              "the exact pasted box (fully hidden frames unscored). vtest chains: YOLOX-Nano boxes "
+              f"chained by IoU >= {CHAIN_IOU} (gaps <= {CHAIN_GAP} frames, <= {CHAIN_LENGTH} "
+              "frames), approximate GT. Success AUC (21 IoU thresholds, perfect = 0.952) and "
+              "precision@20px from `autotrack.evaluate.sot`, mean over sequences. Frames/s: "
+              "`update` calls only (torch on 1 thread, OpenCV default); for the handler row, "
+              "calls/s of the handler, with its per-call "
+              "latency (JSON request and answer included, JPEG q90 frames). OSTrack-tiny has "
+              f"random weights (torch seed {args.seed}) and its box is re-set to the previous "
+              "frame's true box before every update: a speed and plumbing row, not accuracy. "
+              f"Tracking pass: {total:.0f} s.\n")
+        print(markdown_table(
+            ["tracker", "sequence set", "seqs", "frames", "success AUC", "prec@20px", "frames/s",
+             "handler median ms", "handler p95 ms"], rows,
+            [False, False, True, True, True, True, True, True, True]))
 
     if not args.no_clips:
         clips = vtest_clips()
@@ -602,20 +596,20 @@ def main(argv: list[str] | None = None) -> None:
         run_set(vtest_frames(), clips, clip_trackers, None)
         print(f"\n### vtest clips: person held on >= {HOLD_FRACTION:.0%} of frames "
               f"(IoU >= {HOLD_IOU})\n")
-        checked = cross_checked(clips, deepsort_tracks(QUICK_FRAMES if args.quick else None))
+        checked = checked_clips(clips)
         scored = [int(np.isfinite(c.gt[1:, 0]).sum()) for c in checked]
         clip_rows = []
         for name in clip_trackers:
-            for rule, chosen in (("chain", clips), ("chain ∩ DeepSORT", checked)):
+            for rule, chosen in (("checked by eye", checked), ("greedy chain", clips)):
                 count = sum(held(c, name) for c in chosen)
                 missed = ", ".join(str(c.start) for c in chosen if not held(c, name))
                 clip_rows.append([name, rule, f"{count}/{len(chosen)}", missed or "—"])
         print(markdown_table(["tracker", "reference", "clips held",
                               "clips not held (start frame)"],
                              clip_rows, [False, False, True, False]))
-        print(f"\nchain ∩ DeepSORT scores {sum(scored)} of "
-              f"{sum(int(np.isfinite(c.gt[1:, 0]).sum()) for c in clips)} chain frames "
-              f"(per clip {min(scored)}-{max(scored)}).")
+        print(f"\nThe checked reference scores {sum(scored)} frames (per clip {min(scored)}-"
+              f"{max(scored)}), the chain {sum(int(np.isfinite(c.gt[1:, 0]).sum()) for c in clips)}"
+              " (tools/bench/reference/README.md).")
 
     if not args.no_latency:
         print("\n### serverless/bytetrack handler latency per call (one detector call for all "
