@@ -21,6 +21,7 @@ from autotrack.pipeline import track_video
 from autotrack.speed import SpeedOptions
 from autotrack.synthetic import SceneConfig, make_scene
 from autotrack.trackers.bytetrack import ByteTrack
+from autotrack.trackers.deepsort import DeepSort
 from autotrack.tracking_options import TrackingOptions, add_tracking_arguments
 from autotrack.video import VideoInfo
 from conftest import REPO_ROOT
@@ -108,6 +109,41 @@ def test_a_given_shift_moves_bytetrack_predictions_and_none_changes_nothing():
     with pytest.raises(ValueError, match="finite"):
         zero.update(Detections(box, np.array([0.9]), np.zeros(1, int)),
                     camera_shift=np.array([np.nan, 0.0]))
+
+
+def test_a_given_shift_moves_deepsort_predictions_and_none_changes_nothing():
+    """DeepSORT's cascade gates appearance by the motion model: a jump of the whole scene
+    fails the gate (one appearance, so only motion can refuse) unless the shift moved the
+    prediction with it."""
+    box = np.array([[100.0, 100.0, 130.0, 180.0]])
+    moved = box + [45.0, 0.0, 45.0, 0.0]  # further than the box is wide: no overlap left
+    look = np.array([[1.0, 0.0, 0.0, 0.0]])  # the same embedding on every frame
+
+    def run(shift: np.ndarray | None) -> DeepSort:
+        tracker = DeepSort()
+        for boxes in (box, box, box, box):  # confirmed (n_init 3), then seen once more
+            tracker.update(Detections(boxes, np.array([0.9]), np.zeros(1, int)), look)
+        return tracker
+
+    def last_ids(shift: np.ndarray | None) -> tuple[list[int], list[int]]:
+        tracker = run(None)
+        before = tracker.update(Detections(box, np.array([0.9]), np.zeros(1, int)), look)
+        kwargs = {} if shift is None else {"camera_shift": shift}
+        after = tracker.update(Detections(moved, np.array([0.9]), np.zeros(1, int)), look,
+                               **kwargs)
+        return before.track_ids.tolist(), after.track_ids.tolist()
+
+    before, after = last_ids(None)
+    assert before == [1] and after != before  # without it: lost, a new track (reported later)
+    before, after = last_ids(np.array([45.0, 0.0]))
+    assert after == before == [1]
+    plain, zero = run(None), run(None)
+    d = Detections(moved, np.array([0.9]), np.zeros(1, int))
+    plain.update(d, look)
+    zero.update(d, look, camera_shift=np.zeros(2))
+    assert plain.to_state() == zero.to_state()
+    with pytest.raises(ValueError, match="finite"):
+        zero.update(d, look, camera_shift=np.array([0.0, np.inf]))
 
 
 @dataclass
