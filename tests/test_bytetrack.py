@@ -94,6 +94,42 @@ def test_degenerate_and_non_finite_boxes_are_ignored():
     assert np.isfinite(out.boxes).all()
 
 
+def _passer_by_scene():
+    """A tall person stands still (frames 0-9), is hidden (10-19) and comes back (20-23). From
+    frame 10 a shorter, farther person walks out from behind them, half hidden at first
+    (score 0.3, frames 10-15, inside the tall one's box: IoU 0.56), then in full view."""
+    frames = []
+    for f in range(24):
+        rows = [(300.0, 100.0, 380.0, 300.0, 0.9)] if f < 10 or f >= 20 else []
+        if f >= 10:
+            x = 310.0 + 10 * (f - 10)
+            rows.append((x, 150.0, x + 60, 300.0, 0.3 if f < 16 else 0.9))
+        frames.append(dets(*rows))
+    return frames
+
+
+def test_second_stage_size_gate_keeps_a_hidden_track_off_a_shorter_passer_by():
+    """The reference (the online doors) lets the hidden person's track take the passer-by's
+    low-score box and follow them away, so the person comes back under a new ID; with
+    second_max_shrink a box 1.33 times shorter cannot extend the track, which waits lost
+    and re-finds the person."""
+    reference = _run(ByteTrack(), _passer_by_scene())
+    assert ByteTrackConfig().second_max_shrink == 0.0
+    assert reference[12].track_ids.tolist() == [1]  # track 1 now on the passer-by
+    assert reference[18].boxes[0, 0] > 380
+    assert reference[21].track_ids.tolist() == [1, 2]  # the person back as track 2
+    assert reference[21].boxes[1, 0] == pytest.approx(300)
+    gated = _run(ByteTrack(ByteTrackConfig(second_max_shrink=1.2)), _passer_by_scene())
+    assert all(len(out) == 0 for out in gated[10:16])  # lost, not dragged along
+    assert gated[21].track_ids.tolist() == [2, 1]  # the person re-found as track 1
+    assert gated[21].boxes[1, 0] == pytest.approx(300)
+    # A box just within the factor still extends the track (the reference's second stage).
+    tracker = ByteTrack(ByteTrackConfig(second_max_shrink=1.2))
+    for _ in range(5):
+        tracker.update(dets((300, 100, 380, 300, 0.9)))
+    assert tracker.update(dets((300, 125, 380, 300, 0.3))).track_ids.tolist() == [1]  # 1.14
+
+
 def test_invalid_config_is_refused():
     with pytest.raises(ValueError):
         ByteTrackConfig(track_high_thresh=1.5)
@@ -101,6 +137,11 @@ def test_invalid_config_is_refused():
         ByteTrackConfig(track_low_thresh=0.6, track_high_thresh=0.5)
     with pytest.raises(ValueError):
         ByteTrackConfig(frame_rate=0)
+    for bad in (0.5, -1.0, 1e7, float("nan")):
+        with pytest.raises(ValueError):
+            ByteTrackConfig(second_max_shrink=bad)
+    again = ByteTrack.from_state(ByteTrack(ByteTrackConfig(second_max_shrink=1.2)).to_state())
+    assert again.config.second_max_shrink == 1.2
 
 
 def _run(tracker, detections):

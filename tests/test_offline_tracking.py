@@ -1,8 +1,9 @@
 """What `autotrack annotate` tracks with (issue 16): offline settings, not the online doors'.
 
 The annotation commands see the whole video, so their tracker keeps a lost object 2 s (the
-online doors: ByteTrack's 1 s), its Kalman filter adapts faster below 10 frames/s, and the
-tracks are refined by default. The last test scores the defaults on real detections at a
+online doors: ByteTrack's 1 s), its Kalman filter adapts faster below 10 frames/s, a
+low-score box much shorter than a track does not extend it, and the tracks are refined by
+default. The last test scores the defaults on real detections at a
 low frame rate (MOT17-09's public detections, every 4th frame).
 """
 
@@ -46,6 +47,10 @@ def test_the_annotation_defaults_are_offline_ones():
     reference = KalmanFilterXYAH.std_weight_velocity
     assert slow.kalman.std_weight_velocity == pytest.approx(2 * reference)
     assert options.tracker(25.0).kalman == KalmanFilterXYAH()  # the reference filter
+    # A low-score box over 1.2 times shorter than a track does not extend it; the doors'
+    # ByteTrack (its defaults) takes it.
+    assert options.tracker(25.0).config.second_max_shrink == 1.2
+    assert ByteTrackConfig().second_max_shrink == 0.0
 
 
 def test_refine_is_on_unless_turned_off():

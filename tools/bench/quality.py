@@ -215,10 +215,10 @@ def ultralytics_defaults() -> ByteTrackConfig:
 
 
 def doors(run: Run) -> ByteTrackConfig:
-    """Our ByteTrack as the online doors run it (1 s buffer, the reference Kalman filter):
-    the online tracker annotation must not fall below (issue 16)."""
+    """Our ByteTrack as the online doors run it (1 s buffer, the reference Kalman filter and
+    second stage): the online tracker annotation must not fall below (issue 16)."""
     config = TrackingOptions(track_buffer=30).tracker(run.fps).config
-    return replace(config, velocity_noise_scale=1.0)
+    return replace(config, velocity_noise_scale=1.0, second_max_shrink=0.0)
 
 
 def ultralytics_bytetrack(run: Run) -> Outputs:

@@ -71,6 +71,12 @@ class ByteTrackConfig:
     # autotrack.tracking_options), as a walker's velocity per frame changes more between
     # frames far apart and a filter that adapts slowly loses people (MOT17 at 7.5 fps).
     velocity_noise_scale: float = 1.0
+    # Second stage: a low-score box more than this many times shorter than a track's
+    # predicted height cannot extend it (0: off, the reference; the offline annotation uses
+    # 1.2, see autotrack.tracking_options). Such a box can be a sliver of a person going
+    # behind someone; taken, it drags the filter's box down and off the person, who is then
+    # not re-found when they come out.
+    second_max_shrink: float = 0.0
 
     def __post_init__(self) -> None:
         check_fractions(self, ("track_high_thresh", "track_low_thresh", "new_track_thresh",
@@ -82,6 +88,9 @@ class ByteTrackConfig:
         if self.track_low_thresh > self.track_high_thresh:
             raise ValueError("track_low_thresh must not exceed track_high_thresh")
         check_buffer(self)
+        if self.second_max_shrink and not 1.0 <= self.second_max_shrink <= 1e6:
+            raise ValueError("second_max_shrink must be 0 or lie in [1, 1e6], got "
+                             f"{self.second_max_shrink}")
 
     @property
     def max_time_lost(self) -> int:
@@ -96,6 +105,7 @@ KALMAN = slice(8, 28)  # the Kalman filter's packed state (see kalman.py)
 MEAN = slice(8, 16)  # its mean: cx, cy, a, h and their velocities
 CENTRE = slice(8, 10)  # cx, cy of the mean
 COVARIANCE = slice(16, 28)
+HEIGHT = 11  # h of the mean
 VELOCITY_H = 15
 DETECTION = slice(28, 32)  # the box of the detection matched last (xyxy)
 WIDTH = 32
@@ -167,8 +177,12 @@ class ByteTrack:
         leftover = leftover[state[leftover] == TRACKED]
         newly_lost = leftover
         if len(leftover) and len(low):
-            second = linear_assignment(self._cost(iou, leftover, low, None),
-                                       cfg.second_match_thresh)
+            cost = self._cost(iou, leftover, low, None)
+            if cfg.second_max_shrink:
+                heights = boxes[low, 3] - boxes[low, 1]
+                cost[heights[None, :] * cfg.second_max_shrink
+                     < table[leftover, HEIGHT, None]] = 1.0  # above every threshold
+            second = linear_assignment(cost, cfg.second_match_thresh)
             matched_rows.append(leftover[second.rows])
             matched_dets.append(low[second.cols])
             newly_lost = leftover[second.unmatched_rows]
@@ -385,7 +399,7 @@ def _check_table(table: np.ndarray, frame_id: int, next_id: int) -> None:
     if ((start < 1) | (start > end) | (end > frame_id) | (table[:, LENGTH] < 0)
             | (table[:, CLASS] < 0)).any():
         raise StateError("tracker state has inconsistent frame counters or classes")
-    if ((table[:, SCORE] < 0) | (table[:, SCORE] > 1) | (table[:, 11] <= 0)).any():
+    if ((table[:, SCORE] < 0) | (table[:, SCORE] > 1) | (table[:, HEIGHT] <= 0)).any():
         raise StateError("tracker state has out-of-range scores or box sizes")
     tracked = state == TrackState.TRACKED
     if len(tracked) > 1 and (np.diff(tracked.astype(np.int8)) > 0).any():
