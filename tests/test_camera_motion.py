@@ -9,6 +9,7 @@ detections seen through the same window.
 from __future__ import annotations
 
 import sys
+import threading
 from dataclasses import dataclass
 
 import cv2
@@ -17,6 +18,7 @@ import pytest
 
 from autotrack.camera_motion import CameraMotion, CameraMotionConfig
 from autotrack.detections import Detections
+from autotrack.overlap import run_ahead
 from autotrack.pipeline import track_video
 from autotrack.speed import SpeedOptions
 from autotrack.synthetic import SceneConfig, make_scene
@@ -83,6 +85,32 @@ def test_a_still_camera_gives_no_shift_even_with_objects_moving():
         drift.append(plain.shift(frame))
     assert np.abs(np.array(masked)).max() < 0.3
     assert np.abs(np.array(drift)).max() > 1.0  # the unmasked estimate follows the blocks
+
+
+def test_a_still_camera_is_looked_at_on_every_fourth_frame_until_it_moves():
+    """After 10 still estimates only every 4th frame is estimated (against the last one
+    estimated): a pan that starts in between reaches the tracker whole at the next check,
+    and from then on every frame is estimated again, as ``still_after=0`` (every frame).
+    A still camera's noise (under ``still_px``) is held back: exactly no motion."""
+    background = canvas(3)
+    corners = [MARGIN] * 16 + [MARGIN + [3 * t, 0] for t in range(1, 13)]
+    found, looked = {}, {}
+    for still_after in (10, 0):
+        camera = CameraMotion(CameraMotionConfig(still_after=still_after))
+        calls = []
+        correlate = camera._correlate
+        camera._correlate = lambda *a: calls.append(1) or correlate(*a)  # count the estimates
+        found[still_after] = np.array([camera.shift(view(background, c), index=t)
+                                       for t, c in enumerate(corners)])
+        looked[still_after] = len(calls)
+        assert np.allclose(camera.path().at(np.array([27]))[0],
+                           found[still_after].sum(axis=0))
+    assert looked == {10: 27 - 6, 0: 27}  # frames 11-13 and 15-17 not looked at
+    assert not found[10][:18].any()  # still until the check after the pan began: exactly 0
+    assert np.abs(found[10][18] - found[0][16:19].sum(axis=0)).max() < 1.0  # nothing lost
+    assert np.allclose(found[10][19:], found[0][19:])  # moving: every frame again
+    with pytest.raises(ValueError, match="still_every"):
+        CameraMotionConfig(still_every=0)
 
 
 def test_a_given_shift_moves_bytetrack_predictions_and_none_changes_nothing():
@@ -194,6 +222,57 @@ def annotate_hota(scene: _Panned, camera_motion: bool) -> float:
                          speed=SpeedOptions(sequential=True),
                          camera_motion=options.camera_motion_estimator())
     return tracking_metrics(scene.truth, per_frame(result.tracks, len(scene.frames)))["HOTA"]
+
+
+def test_the_estimate_off_the_tracking_thread_gives_the_same_tracks():
+    """Unless --sequential, the shift is estimated on a thread of its own between the
+    detector and the tracker: the same tracks as on the tracker's thread, and its time
+    counted apart from the tracking time."""
+    scene = panned_scene()
+    options = TrackingOptions(camera_motion=True)
+
+    def run(speed: SpeedOptions):
+        return track_video(scene, scene, options.tracker(scene.info.fps), smooth=options.smooth,
+                           refine=options.refine_config(scene.info.fps), speed=speed,
+                           camera_motion=options.camera_motion_estimator())
+
+    inline, ahead = run(SpeedOptions(sequential=True)), run(SpeedOptions(threads=2))
+    assert len(ahead.tracks) == len(inline.tracks) > 0
+    for a, b in zip(ahead.tracks, inline.tracks):
+        assert a.track_id == b.track_id and np.array_equal(a.frames, b.frames)
+        assert np.array_equal(a.boxes, b.boxes)
+    assert ahead.times.camera > 0 and inline.times.camera == 0  # inline: in times.track
+    assert "camera" in ahead.times.fps(1) and "camera" not in inline.times.fps(1)
+
+
+def test_run_ahead_keeps_order_raises_in_order_and_stops_when_closed():
+    assert list(run_ahead(range(50), lambda x: x * x, depth=3)) == [x * x for x in range(50)]
+
+    def fails_at_five(x: int) -> int:
+        if x == 5:
+            raise RuntimeError("five")
+        return x
+
+    got = []
+    with pytest.raises(RuntimeError, match="five"):
+        for x in run_ahead(range(10), fails_at_five):
+            got.append(x)
+    assert got == [0, 1, 2, 3, 4]
+    closed = threading.Event()
+
+    def endless():
+        try:
+            n = 0
+            while True:
+                yield n
+                n += 1
+        finally:
+            closed.set()
+
+    ahead = run_ahead(endless(), lambda x: x, depth=2)
+    assert next(ahead) == 0
+    ahead.close()  # the thread stops and closes its source
+    assert closed.is_set()
 
 
 def test_annotate_with_camera_motion_tracks_a_panning_view_better():

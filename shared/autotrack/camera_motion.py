@@ -7,7 +7,13 @@ the other way), so the shift comes from the pixels: the frames are shrunk by a w
 to at most ``width`` pixels across, turned grey, the detected objects' boxes blanked out
 (filled with the frame's mean, so moving people do not vote), and the translation found by
 phase correlation (``cv2.phaseCorrelate`` with a Hanning window). A weak correlation peak
-(``min_response``: a cut, a flat or blurred frame) counts as no motion.
+(``min_response``: a cut, a flat or blurred frame) counts as no motion. A camera that has
+not moved for ``still_after`` estimates in a row (under ``still_px`` each) is then checked on
+every ``still_every``-th frame only, against the last frame checked, until it moves again:
+a still camera (most surveillance footage) costs a quarter, a moving one the full estimate.
+Shifts under ``still_px`` are held back and summed until they reach it, so that a still
+camera's noise (hundredths of a pixel) reaches the tracker as exactly no motion and changes
+no track, while a slow pan still arrives whole.
 
 The result feeds :meth:`autotrack.trackers.bytetrack.ByteTrack.update` (``camera_shift``),
 which moves every track's prediction by it before association, as BoT-SORT's global motion
@@ -33,10 +39,20 @@ class CameraMotionConfig:
     mask_detections: bool = True  # blank the detected objects' boxes out of both frames
     min_response: float = 0.05  # phase-correlation peak below this: no usable shift (0, 0)
     tiles: int = 3  # a tiles x tiles grid votes (median); 1: one estimate over the frame
+    # after this many estimates in a row under still_px, estimate on every still_every-th
+    # frame only (against the last one estimated) until one is over still_px; 0: every frame.
+    # Shifts are handed on once they add up to still_px (0: as estimated).
+    still_after: int = 10
+    still_px: float = 0.25
+    still_every: int = 4
 
     def __post_init__(self) -> None:
         if self.tiles < 1:
             raise ValueError(f"tiles must be at least 1, got {self.tiles}")
+        if self.still_after < 0 or self.still_every < 1 or self.still_px < 0:
+            raise ValueError("still_after and still_px must not be negative, still_every "
+                             f"must be at least 1: got {self.still_after}, {self.still_px}, "
+                             f"{self.still_every}")
         if self.width < 32:
             raise ValueError(f"width must be at least 32 pixels, got {self.width}")
         if not 0.0 <= self.min_response < 1.0:
@@ -83,6 +99,9 @@ class CameraMotion:
         self._factor = 1
         self._travelled = np.zeros(2)
         self._path: tuple[list[int], list[np.ndarray]] = ([], [])
+        self._still = 0  # estimates in a row under still_px
+        self._skipped = 0  # frames not estimated since the last one (camera still)
+        self._held = np.zeros(2)  # estimated motion under still_px, not handed on yet
 
     def path(self) -> CameraPath:
         """The camera's path over the frames given with an ``index`` so far."""
@@ -95,7 +114,15 @@ class CameraMotion:
         """(2,) float: how far the scene moved since the previous frame; (0, 0) for the first
         frame, a frame of another size, or a weak correlation. ``boxes`` (N, 4) xyxy in the
         frame's pixels: objects that move on their own, left out of the estimate. ``index``:
-        the frame's number, to record the camera's :meth:`path`."""
+        the frame's number, to record the camera's :meth:`path`. While the camera is still
+        (see ``CameraMotionConfig.still_after``) most frames are not looked at: (0, 0), and
+        the next frame estimated gives the shift since the last one estimated."""
+        config = self.config
+        if (config.still_after and self._still >= config.still_after
+                and self._skipped < config.still_every - 1):
+            self._skipped += 1
+            return self._moved(np.zeros(2), index)
+        self._skipped = 0
         grey = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
         factor = max(1, -(-grey.shape[1] // self.config.width))  # ceil
         height, width = grey.shape[0] // factor, grey.shape[1] // factor
@@ -110,7 +137,18 @@ class CameraMotion:
             found = self._correlate(_blank(previous, mask), _blank(small, mask), mask)
             if found is not None:
                 moved = found * factor
+                self._still = self._still + 1 if np.hypot(*moved) < config.still_px else 0
+        else:
+            self._still = 0  # the first frame, or another size: nothing known yet
         self._previous_small, self._previous_boxes, self._factor = small, boxes, factor
+        return self._moved(moved, index)
+
+    def _moved(self, moved: np.ndarray, index: int | None) -> np.ndarray:
+        self._held = self._held + moved
+        if np.hypot(*self._held) >= self.config.still_px:
+            moved, self._held = self._held, np.zeros(2)
+        else:
+            moved = np.zeros(2)
         self._travelled = self._travelled + moved
         if index is not None:
             self._path[0].append(index)

@@ -4,7 +4,9 @@ Detection is nearly all of ``autotrack annotate``'s time on a CPU, and both Open
 and onnxruntime release the GIL. So a reader thread decodes the next frames while worker
 threads run the detector on the ones before, and the caller (the tracker) takes them one by
 one, in order. Every hand-over is bounded: at most ``depth`` chunks of frames are read and
-not yet taken, so memory does not grow with the video.
+not yet taken, so memory does not grow with the video. :func:`run_ahead` adds a stage of
+per-frame work after detection (the camera-shift estimate) on a thread of its own, so that
+it overlaps with detection and tracking instead of running on the tracker's thread.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -32,6 +35,9 @@ class Detected:
     index: int
     frame: np.ndarray | None
     detections: Detections | None
+    # the scene's shift (dx, dy) since the previous decoded frame, when a stage before the
+    # tracker estimated it (:func:`run_ahead`); None: not estimated ahead
+    camera_shift: np.ndarray | None = None
 
 
 @dataclass
@@ -41,10 +47,13 @@ class BusyTimes:
 
     decode: float = 0.0
     detect: float = 0.0
+    camera: float = 0.0  # the camera-shift estimate's thread (run_ahead), when it runs
 
 
 _Chunk = list[tuple[int, np.ndarray | None]]
 _DONE = object()
+_In = TypeVar("_In")
+_Out = TypeVar("_Out")
 
 
 def detect_in_order(frames: Iterable[tuple[int, np.ndarray | None]], detect: DetectMany, *,
@@ -97,13 +106,7 @@ def detect_in_order(frames: Iterable[tuple[int, np.ndarray | None]], detect: Det
     reader = threading.Thread(target=read, name="autotrack-read", daemon=True)
     reader.start()
     try:
-        while True:
-            entry = pending.get()
-            if entry is _DONE:
-                return
-            if isinstance(entry, BaseException):
-                raise entry
-            items, future = entry
+        for items, future in _taken(pending):
             yield from _in_order(items, future, wanted, times)
     finally:
         stop.set()
@@ -111,6 +114,44 @@ def detect_in_order(frames: Iterable[tuple[int, np.ndarray | None]], detect: Det
         reader.join()
         _drain(pending)  # what the reader put while it was stopping
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def run_ahead(items: Iterable[_In], work: Callable[[_In], _Out], *, depth: int = 8,
+              name: str = "autotrack-ahead") -> Iterator[_Out]:
+    """``work(item)`` for every item of ``items``, in order, computed on a thread of its own
+    up to ``depth`` items ahead of the caller. That thread alone iterates ``items`` (and
+    closes it when it stops); closing this iterator early stops it; an error in ``work`` or
+    in ``items`` is raised here, in order."""
+    if depth < 1:
+        raise ValueError(f"depth must be >= 1, got {depth}")
+    done: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def run() -> None:
+        source = iter(items)
+        try:
+            for item in source:
+                if stop.is_set():
+                    break
+                _put(done, (work(item),), stop)
+            _put(done, _DONE, stop)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller, raised there
+            _put(done, exc, stop)
+        finally:
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()  # stops a detect_in_order stream's reader and workers
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    try:
+        for (value,) in _taken(done):
+            yield value
+    finally:
+        stop.set()
+        _drain(done)
+        thread.join()
+        _drain(done)
 
 
 def _in_order(items: _Chunk, future: Future | None, wanted: Callable[[int], bool],
@@ -123,6 +164,17 @@ def _in_order(items: _Chunk, future: Future | None, wanted: Callable[[int], bool
     for index, frame in items:
         detected = frame is not None and wanted(index)
         yield Detected(index, frame, next(found) if detected else None)
+
+
+def _taken(pending: queue.Queue) -> Iterator:
+    """The entries a producer thread puts, until it puts _DONE; its error raised here."""
+    while True:
+        entry = pending.get()
+        if entry is _DONE:
+            return
+        if isinstance(entry, BaseException):
+            raise entry
+        yield entry
 
 
 def _put(pending: queue.Queue, entry: object, stop: threading.Event) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -12,7 +12,7 @@ from autotrack.camera_motion import CameraMotion, CameraPath
 from autotrack.detect_every import bridge, detected_frame
 from autotrack.detections import Detections
 from autotrack.detectors.base import Detector, filter_detections
-from autotrack.overlap import BusyTimes, Detected, DetectMany, detect_in_order
+from autotrack.overlap import BusyTimes, Detected, DetectMany, detect_in_order, run_ahead
 from autotrack.refine import RefineConfig, RefineResult, refine_tracks
 from autotrack.smoothing import smooth_track
 from autotrack.speed import SpeedOptions
@@ -29,10 +29,13 @@ class StageTimes:
     detect: float = 0.0
     track: float = 0.0
     output: float = 0.0
+    # the camera-shift estimate on its own thread beside detection (--camera-motion, not
+    # --sequential); on the tracker's thread (sequential) it is counted in ``track``
+    camera: float = 0.0
 
     def fps(self, frames: int) -> dict[str, float]:
         return {name: frames / seconds if seconds > 0 else float("inf")
-                for name, seconds in vars(self).items()}
+                for name, seconds in vars(self).items() if name != "camera" or seconds > 0}
 
 
 @dataclass
@@ -67,7 +70,9 @@ def track_video(
     the same order, so the tracks are the same. With ``detect_every`` K > 1 the tracker must
     be built for :func:`autotrack.detect_every.tracker_frame_rate`. ``camera_motion``
     estimates the camera's shift from each decoded frame and moves the tracker's predictions
-    by it (:mod:`autotrack.camera_motion`)."""
+    by it (:mod:`autotrack.camera_motion`): unless sequential, on a thread of its own between
+    the detector and the tracker (:func:`autotrack.overlap.run_ahead`; its busy time is
+    ``times.camera``), so that the estimate overlaps with detection and tracking."""
     speed = speed or SpeedOptions(sequential=True)
     every = speed.detect_every
     times = StageTimes()
@@ -83,6 +88,9 @@ def track_video(
         stream = detect_in_order(frames, lambda images: _detect_many(detector, images),
                                  workers=workers, chunk=speed.frames_per_call, wanted=wanted,
                                  times=busy)
+        if camera_motion is not None:
+            stream = run_ahead(stream, lambda item: _with_camera_shift(item, camera_motion, busy),
+                               name="autotrack-camera")
     try:
         tracks, frames_read = collect_tracks(stream, tracker, every=every, class_ids=class_ids,
                                              on_frame=on_frame, times=times,
@@ -94,7 +102,7 @@ def track_video(
         tracks, refine=refine, smooth=smooth,
         camera_path=camera_motion.path() if camera_motion is not None else None)
     times.track += clock() - start  # collecting, refining and smoothing is tracking work
-    times.decode, times.detect = busy.decode, busy.detect
+    times.decode, times.detect, times.camera = busy.decode, busy.detect, busy.camera
     return AnnotationResult(tracks, tuple(detector.class_names), source.info, frames_read, times,
                             refinement, clock() - began)
 
@@ -128,7 +136,8 @@ def collect_tracks(stream: Iterable[Detected], tracker: MultiObjectTracker, *, e
     Frames without detections move ByteTrack on (``advance``); other trackers skip them.
     With ``camera_motion``, each decoded frame's camera shift (the detections left out of
     its estimate) reaches the tracker with the next update or advance, summed over frames
-    that were not decoded."""
+    that were not decoded: the stream's ``camera_shift`` where a stage before estimated it
+    (:func:`autotrack.overlap.run_ahead`), else estimated here."""
     clock = time.perf_counter
     times = times if times is not None else StageTimes()
     collector = TrackCollector()
@@ -139,9 +148,10 @@ def collect_tracks(stream: Iterable[Detected], tracker: MultiObjectTracker, *, e
         start = clock()
         shift: dict[str, np.ndarray] = {}  # the tracker's camera_shift argument, if any
         if camera_motion is not None:
-            if item.frame is not None:
-                boxes = item.detections.boxes if item.detections is not None else None
-                moved = moved + camera_motion.shift(item.frame, boxes, index=item.index)
+            if item.camera_shift is not None:
+                moved = moved + item.camera_shift
+            elif item.frame is not None:
+                moved = moved + _camera_shift(item, camera_motion)
             shift = {"camera_shift": moved}
         if item.detections is not None:
             detections = filter_detections(item.detections, class_ids)
@@ -159,6 +169,21 @@ def collect_tracks(stream: Iterable[Detected], tracker: MultiObjectTracker, *, e
     tracks = bridge(collector.tracks(), every, frames_read)
     times.track += clock() - start
     return tracks, frames_read
+
+
+def _camera_shift(item: Detected, camera_motion: CameraMotion) -> np.ndarray:
+    boxes = item.detections.boxes if item.detections is not None else None
+    return camera_motion.shift(item.frame, boxes, index=item.index)
+
+
+def _with_camera_shift(item: Detected, camera_motion: CameraMotion, busy: BusyTimes
+                       ) -> Detected:
+    """The item with its camera shift (zero for a frame not decoded), estimated on the
+    thread of :func:`autotrack.overlap.run_ahead`, which alone adds to ``busy.camera``."""
+    start = time.perf_counter()
+    shift = _camera_shift(item, camera_motion) if item.frame is not None else np.zeros(2)
+    busy.camera += time.perf_counter() - start
+    return replace(item, camera_shift=shift)
 
 
 def _sampled(source: FrameSource, every: int) -> Iterator[tuple[int, np.ndarray | None]]:
