@@ -282,11 +282,13 @@ def test_annotate_with_camera_motion_tracks_a_panning_view_better():
     assert with_it >= 0.6
 
 
-def test_camera_motion_is_an_option_of_both_annotation_commands():
+def test_camera_motion_is_on_by_default_in_both_annotation_commands():
     import argparse
 
     parser = argparse.ArgumentParser()
     add_tracking_arguments(parser)
+    assert TrackingOptions().camera_motion
+    assert TrackingOptions.from_args(parser.parse_args([])).camera_motion
     assert TrackingOptions.from_args(parser.parse_args(["--camera-motion"])).camera_motion
     off = TrackingOptions.from_args(parser.parse_args(["--no-camera-motion"]))
     assert not off.camera_motion and off.camera_motion_estimator() is None

@@ -41,6 +41,7 @@ def test_annotate_vtest_on_defaults_writes_cvat_tracks(vtest_xml):
     out, log = vtest_xml
     assert "tracks over 795 frames" in log
     assert "warning" not in log  # every frame the header announces was decoded
+    assert ", camera " in log  # --camera-motion is on by default, its stage timed apart
     read = load_cvat_xml(out)  # as CVAT imports it: labels and frames checked
     assert read.task.size == 795 and read.shapes == []
     assert len(read.tracks) >= 10

@@ -38,6 +38,7 @@ from common import (  # noqa: E402  (the benchmark's MOT17 helpers, one copy for
 def test_the_annotation_defaults_are_offline_ones():
     options = TrackingOptions()
     assert options.refine
+    assert options.camera_motion  # follows a moving camera (tests/test_camera_motion.py)
     for fps in (30.0, 15.0, 7.5):
         tracker = options.tracker(fps)
         assert tracker.config.max_time_lost == int(2 * fps)  # 2 s at any rate
@@ -59,6 +60,9 @@ def test_refine_is_on_unless_turned_off():
     assert TrackingOptions.from_args(parser.parse_args(base)).refine
     assert TrackingOptions.from_args(parser.parse_args([*base, "--refine"])).refine
     assert not TrackingOptions.from_args(parser.parse_args([*base, "--no-refine"])).refine
+    assert TrackingOptions.from_args(parser.parse_args(base)).camera_motion
+    assert not TrackingOptions.from_args(
+        parser.parse_args([*base, "--no-camera-motion"])).camera_motion
 
 
 def test_the_noise_scale_travels_with_the_state_and_is_checked():

@@ -12,8 +12,9 @@ YOLOX-Nano detects on the cropped frames (cached like the still scenes). At 25, 
 6.25 fps (every 1st, 2nd, 4th frame, renumbered, each tracker told the rate), per scene:
 
 * ours: ``autotrack annotate``'s tracking (``pipeline.collect_tracks`` on the frames, then
-  ``pipeline.finish_tracks``: refine and smoothing), without and with ``--camera-motion``
-  (``autotrack.camera_motion`` on the frames), and the online pass alone, both ways;
+  ``pipeline.finish_tracks``: refine and smoothing), with ``--no-camera-motion`` and with
+  ``--camera-motion`` (the default: ``autotrack.camera_motion`` on the frames), and the
+  online pass alone, both ways;
 * peers: roboflow ByteTrack (as quality.py's TUD rows), roboflow BoT-SORT on its defaults
   with its camera-motion compensation on (sparse optical flow) and given the frames, and
   ultralytics' BOTSORT on its botsort.yaml (GMC by sparse optical flow), given the frames.
@@ -70,7 +71,7 @@ WINDOW = (640, 480)  # width, height of the camera's view of the 768x576 canvas
 SWAY_X = (60.0, 3.0)  # amplitude px, period s
 SWAY_Y = (40.0, 2.5)
 CAMERAS = ("swaying", "still")
-OURS = ("ours: annotate (default)", "ours: annotate --camera-motion",
+OURS = ("ours: annotate --no-camera-motion", "ours: annotate --camera-motion",
         "ours: online", "ours: online --camera-motion")
 PEERS = ("roboflow ByteTrack", "roboflow BoT-SORT (CMC, frames)",
          "ultralytics BoT-SORT (GMC, frames)")
@@ -302,7 +303,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                             tracking_metrics(run.truth, RUNNERS[w](run)))
                 del frames
 
-    print("Ours on `autotrack annotate`'s defaults, without and with `--camera-motion`; "
+    print("Ours on `autotrack annotate`'s defaults, with `--no-camera-motion` and with "
+          "`--camera-motion` (the default); "
           "peers on their defaults (roboflow ByteTrack as quality.py's TUD rows), the BoT-SORTs "
           "with their camera-motion compensation and the frames. HOTA, IDF1, AssA in %, IDSW "
           f"per run; mean over seeds 0..{seeds - 1}. Swaying: a {WINDOW[0]}x{WINDOW[1]} window "
