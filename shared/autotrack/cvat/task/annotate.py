@@ -164,6 +164,7 @@ class _Run:
     user: str | None
     plan: Any = None  # autotrack.cvat.task.labels.LabelPlan (detector runs)
     detector: Any = None
+    speed: SpeedOptions | None = None  # how the detector was built and frames are fed to it
 
     @property
     def span(self) -> tuple[int, int]:
@@ -240,7 +241,7 @@ def _prepare(server: Any, args: argparse.Namespace, task_id: int | None, job_id:
         from autotrack.cvat.task.labels import plan_labels
         from autotrack.detectors import load_detector
 
-        speed = SpeedOptions.from_args(args)
+        run.speed = speed = SpeedOptions.from_args(args)
         run.detector = load_detector(args.detector, min_score=args.low_conf, device=args.device,
                                      threads=speed.session_threads, batch=speed.frames_per_call)
         classes = [c for c in args.classes.split(",") if c.strip()] if args.classes else None
@@ -265,7 +266,7 @@ def _detect_and_track(run: _Run, args: argparse.Namespace, out: TextIO,
     counting = _CountingDetector(run.detector, plan.class_ids, args.conf,
                                  count=not plan.restricted)
     options = TrackingOptions.from_args(args)
-    speed = SpeedOptions.from_args(args)
+    speed = run.speed
     tracker = options.tracker(tracker_frame_rate(args.fps, speed.detect_every,
                                                  options.tracker_name), device=args.device)
     with tqdm(total=len(run.frames), unit="frame", disable=args.quiet or None,
